@@ -1,0 +1,1 @@
+//! argmax: see shaders/argmax.wgsl (not yet written).

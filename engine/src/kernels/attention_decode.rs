@@ -1,0 +1,1 @@
+//! attention_decode: see shaders/attention_decode.wgsl (not yet written).

@@ -1,0 +1,1 @@
+//! attention_prefill: see shaders/attention_prefill.wgsl (not yet written).

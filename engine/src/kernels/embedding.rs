@@ -1,0 +1,1 @@
+//! embedding: see shaders/embedding.wgsl (not yet written).

@@ -1,0 +1,1 @@
+//! matmul: see shaders/matmul.wgsl (not yet written).

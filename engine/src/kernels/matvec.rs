@@ -1,0 +1,1 @@
+//! matvec: see shaders/matvec.wgsl (not yet written).

@@ -1,0 +1,178 @@
+//! The kernel table and what every kernel shares.
+//!
+//! One kernel = one WGSL file `shaders/<op>.wgsl` + one Rust file `kernels/<op>.rs` with the same
+//! stem. The Rust side checks shapes and dtypes (returning `Error`, never panicking), fills the
+//! kernel's `Params` uniform (a `#[repr(C)]` Pod struct mirroring the WGSL struct field for
+//! field), picks the pipeline variant (subgroup or portable), binds, and sizes the grid. It returns
+//! an [`Op`]: ready-to-record dispatches that can be recorded any number of times, so a model
+//! builds its per-token ops once and replays them.
+//!
+//! Every shader is compiled as `common.wgsl` + its own file (any `enable` lines of the file go
+//! first, as WGSL requires). Pipeline-time constants (workgroup size, tiles) are WGSL `override`s
+//! set through `PipelineCompilationOptions::constants`; per-dispatch values go in `Params`.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::{Gpu, Tensor};
+
+pub mod add;
+pub mod argmax;
+pub mod attention_decode;
+pub mod attention_prefill;
+pub mod embedding;
+pub mod matmul;
+pub mod matvec;
+pub mod rms_norm;
+pub mod rope;
+pub mod silu_mul;
+pub mod softmax;
+
+const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+
+/// A WGSL file and the entry point to compile from it.
+pub(crate) struct Shader {
+    /// Pipeline label and cache key, e.g. `"matvec_subgroup"`.
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// `shader!("rms_norm")` embeds `shaders/rms_norm.wgsl` (entry point `main`).
+macro_rules! shader {
+    ($stem:literal) => {
+        $crate::kernels::Shader {
+            name: $stem,
+            source: include_str!(concat!("../../../shaders/", $stem, ".wgsl")),
+        }
+    };
+}
+pub(crate) use shader;
+
+impl Shader {
+    /// `enable` directives of the file, then common.wgsl, then the rest of the file.
+    pub(crate) fn compose(&self) -> String {
+        let (enables, body): (Vec<&str>, Vec<&str>) =
+            self.source.lines().partition(|l| l.trim_start().starts_with("enable "));
+        format!("{}\n{}\n{}", enables.join("\n"), COMMON, body.join("\n"))
+    }
+}
+
+/// One recorded dispatch: pipeline, bindings, grid.
+#[derive(Clone)]
+pub(crate) struct Dispatch {
+    pub label: String,
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+    /// Bytes of storage bound (a rough count of memory traffic, for SHADERLM_DEBUG).
+    pub bytes: u64,
+}
+
+/// A ready-to-record operation: one or more dispatches (more when a large tensor is bound
+/// in chunks). Cheap to clone; record it with [`crate::Recorder::run`].
+#[derive(Clone)]
+pub struct Op {
+    pub(crate) dispatches: Vec<Dispatch>,
+}
+
+impl Op {
+    /// Concatenates two ops into one that records both, in order.
+    pub fn then(mut self, other: Op) -> Op {
+        self.dispatches.extend(other.dispatches);
+        self
+    }
+
+    /// An op that records nothing (a neutral start for `then`).
+    pub fn empty() -> Op {
+        Op { dispatches: Vec::new() }
+    }
+
+    /// Labels of the dispatches, in order.
+    pub fn labels(&self) -> Vec<&str> {
+        self.dispatches.iter().map(|d| d.label.as_str()).collect()
+    }
+
+    /// Renames every dispatch (e.g. `"attn_norm/3"`) so debug output names the model's step.
+    pub fn labelled(mut self, label: &str) -> Op {
+        for d in &mut self.dispatches {
+            d.label = format!("{label}:{}", d.label);
+        }
+        self
+    }
+}
+
+/// What a kernel binds, in binding order (binding 0, 1, ...): tensors as storage, then params.
+pub(crate) enum Bind<'a> {
+    Tensor(&'a Tensor),
+    Uniform(&'a wgpu::Buffer),
+}
+
+/// Builds one dispatch of `shader` over `groups` workgroups (folded into 2D past the
+/// per-dimension limit: shaders compute the flat group id with `flat_group_id`).
+pub(crate) fn dispatch(
+    gpu: &Gpu,
+    op: &'static str,
+    shader: &Shader,
+    constants: &[(&str, f64)],
+    binds: &[Bind],
+    groups: [u32; 3],
+) -> Result<Dispatch> {
+    let pipeline = gpu.pipeline(shader, constants)?;
+    let layout = pipeline.get_bind_group_layout(0);
+    let mut entries = Vec::with_capacity(binds.len());
+    let mut bytes = 0;
+    for (i, b) in binds.iter().enumerate() {
+        let resource = match b {
+            Bind::Tensor(t) => {
+                bytes += t.byte_size();
+                t.binding(gpu, op)?
+            }
+            Bind::Uniform(buf) => buf.as_entire_binding(),
+        };
+        entries.push(wgpu::BindGroupEntry { binding: i as u32, resource });
+    }
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(shader.name),
+        layout: &layout,
+        entries: &entries,
+    });
+    if let Some(err) = pollster::block_on(scope.pop()) {
+        return Err(Error::Gpu { op: op.to_string(), message: err.to_string() });
+    }
+    let max = gpu.info().max_workgroups_per_dimension;
+    let [x, y, z] = groups;
+    if y != 1 || z != 1 || x <= max {
+        if x > max || y > max || z > max {
+            return Err(Error::TooLarge { what: format!("{op}: workgroup grid {groups:?}"), bytes: 0, limit: max as u64 });
+        }
+        return Ok(Dispatch { label: shader.name.to_string(), pipeline, bind_group, workgroups: groups, bytes });
+    }
+    let rows = x.div_ceil(max);
+    let workgroups = [x.div_ceil(rows), rows, 1];
+    Ok(Dispatch { label: shader.name.to_string(), pipeline, bind_group, workgroups, bytes })
+}
+
+/// Checks that `t` has exactly `expected` as its shape.
+pub(crate) fn expect_shape(op: &'static str, what: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
+    if t.shape() != expected {
+        return Err(Error::shape(op, what, expected, t.shape()));
+    }
+    Ok(())
+}
+
+/// Checks that `t` has one of the `allowed` dtypes.
+pub(crate) fn expect_dtype(op: &'static str, what: &str, t: &Tensor, allowed: &[crate::DType]) -> Result<()> {
+    if !allowed.contains(&t.dtype()) {
+        return Err(Error::dtype(op, what, allowed, t.dtype()));
+    }
+    Ok(())
+}
+
+/// Checks that `t` is 2-D and returns its `(rows, cols)`.
+pub(crate) fn dims2(op: &'static str, what: &str, t: &Tensor) -> Result<(usize, usize)> {
+    match *t.shape() {
+        [r, c] => Ok((r, c)),
+        _ => Err(Error::shape(op, format!("{what} rank"), "[rows, cols]", t.shape())),
+    }
+}

@@ -1,0 +1,1 @@
+//! rms_norm: see shaders/rms_norm.wgsl (not yet written).

@@ -1,0 +1,1 @@
+//! rope: see shaders/rope.wgsl (not yet written).

@@ -1,0 +1,1 @@
+//! silu_mul: see shaders/silu_mul.wgsl (not yet written).

@@ -1,0 +1,1 @@
+//! softmax: see shaders/softmax.wgsl (not yet written).

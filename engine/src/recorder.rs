@@ -1,0 +1,181 @@
+//! `Recorder`: many ops recorded into one command buffer, submitted once.
+//!
+//! Ops are collected in order and encoded at `submit`: consecutive dispatches share one compute
+//! pass (wgpu places the barriers a dispatch needs on the previous one's writes); a copy closes
+//! the pass. Nothing is allocated per op beyond the list itself: pipelines and bind groups were
+//! made when the op was built.
+//!
+//! `SHADERLM_DEBUG=1` prints each dispatch (label, grid, bytes bound) at submit;
+//! `SHADERLM_DEBUG=2` also times each dispatch with timestamp queries and prints ms and GB/s.
+
+use crate::error::{Error, Result};
+use crate::kernels::{Dispatch, Op};
+use crate::{Gpu, Tensor};
+
+enum Command {
+    Dispatch(Dispatch),
+    Copy { src: Tensor, dst: Tensor, bytes: u64 },
+}
+
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    commands: Vec<Command>,
+}
+
+/// GPU time of one dispatch, from timestamp queries.
+#[derive(Clone, Debug)]
+pub struct DispatchTime {
+    pub label: String,
+    pub seconds: f64,
+    pub bytes: u64,
+}
+
+impl<'g> Recorder<'g> {
+    pub fn new(gpu: &'g Gpu) -> Recorder<'g> {
+        Recorder { gpu, commands: Vec::new() }
+    }
+
+    /// Records every dispatch of `op`, in order.
+    pub fn run(&mut self, op: &Op) {
+        self.commands.extend(op.dispatches.iter().cloned().map(Command::Dispatch));
+    }
+
+    /// Records a list of ops, in order.
+    pub fn run_all<'a>(&mut self, ops: impl IntoIterator<Item = &'a Op>) {
+        for op in ops {
+            self.run(op);
+        }
+    }
+
+    /// Copies all of `src` into the start of `dst` (same byte size or smaller).
+    pub fn copy(&mut self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        let bytes = src.byte_size();
+        if bytes > dst.byte_size() {
+            return Err(Error::shape("copy", "destination bytes", bytes, dst.byte_size()));
+        }
+        self.commands.push(Command::Copy { src: src.clone(), dst: dst.clone(), bytes });
+        Ok(())
+    }
+
+    /// Number of dispatches recorded so far.
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// Encodes everything into one command buffer and submits it. Does not wait.
+    pub fn submit(self) -> Result<wgpu::SubmissionIndex> {
+        if self.gpu.debug >= 2 && self.gpu.info().features.timestamp_query {
+            let gpu = self.gpu;
+            let index = gpu.queue.submit([]);
+            for t in self.submit_timed()? {
+                eprintln!(
+                    "[gpu] {:<40} {:>9.3} ms {:>9.1} GB/s",
+                    t.label,
+                    t.seconds * 1e3,
+                    t.bytes as f64 / t.seconds.max(1e-12) / 1e9
+                );
+            }
+            return Ok(index);
+        }
+        if self.gpu.debug >= 1 {
+            self.print();
+        }
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        let mut i = 0;
+        while i < self.commands.len() {
+            match &self.commands[i] {
+                Command::Copy { src, dst, bytes } => {
+                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
+                    i += 1;
+                }
+                Command::Dispatch(_) => {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    while let Some(Command::Dispatch(d)) = self.commands.get(i) {
+                        record(&mut pass, d);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        Ok(self.gpu.queue.submit([encoder.finish()]))
+    }
+
+    /// Submits with one timestamped pass per dispatch, waits, and returns each dispatch's GPU
+    /// time. Needs the timestamp-query feature; slower than `submit` (one pass per dispatch).
+    pub fn submit_timed(self) -> Result<Vec<DispatchTime>> {
+        let gpu = self.gpu;
+        if !gpu.info().features.timestamp_query {
+            return Err(Error::Gpu { op: "submit_timed".into(), message: "adapter has no timestamp queries".into() });
+        }
+        let n = self.commands.len().max(1) as u32;
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * n,
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: 16 * n as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let mut labels = Vec::new();
+        for (i, c) in self.commands.iter().enumerate() {
+            let i = i as u32;
+            let timestamp_writes = Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(2 * i),
+                end_of_pass_write_index: Some(2 * i + 1),
+            });
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+            match c {
+                Command::Dispatch(d) => {
+                    record(&mut pass, d);
+                    labels.push((d.label.clone(), d.bytes));
+                }
+                Command::Copy { src, dst, bytes } => {
+                    drop(pass);
+                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
+                    labels.push(("copy".into(), 2 * bytes));
+                }
+            }
+        }
+        encoder.resolve_query_set(&queries, 0..2 * n, &resolve, 0);
+        gpu.queue.submit([encoder.finish()]);
+        let raw = Tensor::from_buffer(resolve, crate::DType::U32, 4 * n as usize).to_words(gpu)?;
+        let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok(labels
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, bytes))| {
+                let t = |k: usize| raw[2 * k] as u64 | (raw[2 * k + 1] as u64) << 32;
+                let ticks = t(2 * i + 1).saturating_sub(t(2 * i));
+                DispatchTime { label, seconds: ticks as f64 * period, bytes }
+            })
+            .collect())
+    }
+
+    fn print(&self) {
+        for c in &self.commands {
+            match c {
+                Command::Dispatch(d) => {
+                    eprintln!("[gpu] {:<40} grid {:?} {:>12} bytes", d.label, d.workgroups, d.bytes)
+                }
+                Command::Copy { bytes, .. } => eprintln!("[gpu] {:<40} {:>12} bytes", "copy", bytes),
+            }
+        }
+    }
+}
+
+fn record(pass: &mut wgpu::ComputePass, d: &Dispatch) {
+    pass.set_pipeline(&d.pipeline);
+    pass.set_bind_group(0, &d.bind_group, &[]);
+    let [x, y, z] = d.workgroups;
+    pass.dispatch_workgroups(x, y, z);
+}

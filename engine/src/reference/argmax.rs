@@ -1,0 +1,1 @@
+//! CPU reference for argmax (not yet written).

@@ -1,0 +1,1 @@
+//! CPU reference for attention_prefill (not yet written).

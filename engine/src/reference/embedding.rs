@@ -1,0 +1,1 @@
+//! CPU reference for embedding (not yet written).

@@ -1,0 +1,1 @@
+//! CPU reference for matmul (not yet written).

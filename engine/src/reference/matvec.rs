@@ -1,0 +1,1 @@
+//! CPU reference for matvec (not yet written).

@@ -1,0 +1,15 @@
+//! CPU references: the plain-loop version of every kernel, accumulating in f64, taking the same
+//! parameters as the GPU op. Tests compare each kernel with its reference on seeded random data.
+//! One file per kernel, same stem as `kernels/<op>.rs`.
+
+pub mod add;
+pub mod argmax;
+pub mod attention_decode;
+pub mod attention_prefill;
+pub mod embedding;
+pub mod matmul;
+pub mod matvec;
+pub mod rms_norm;
+pub mod rope;
+pub mod silu_mul;
+pub mod softmax;

@@ -1,0 +1,1 @@
+//! CPU reference for rms_norm (not yet written).

@@ -1,0 +1,1 @@
+//! CPU reference for rope (not yet written).

@@ -1,0 +1,1 @@
+//! CPU reference for silu_mul (not yet written).

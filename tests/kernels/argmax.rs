@@ -1,0 +1,1 @@
+// Tests for argmax: not yet written.

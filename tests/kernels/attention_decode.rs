@@ -1,0 +1,1 @@
+// Tests for attention_decode: not yet written.

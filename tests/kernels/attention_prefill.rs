@@ -1,0 +1,1 @@
+// Tests for attention_prefill: not yet written.

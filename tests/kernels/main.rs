@@ -1,0 +1,21 @@
+//! Every kernel against its CPU reference (engine::reference), on seeded random data, at several
+//! shapes including odd ones, checking every element. Outputs are poisoned with NaN before each
+//! run so an element the kernel forgot to write fails. Each case runs on every path the adapter
+//! offers (the fast path with subgroups / f16 arithmetic, and the portable path).
+//!
+//! One module per kernel, same stem as the kernel.
+
+mod common;
+
+mod add;
+mod argmax;
+mod attention_decode;
+mod attention_prefill;
+mod embedding;
+mod matmul;
+mod matvec;
+mod rms_norm;
+mod rope;
+mod silu_mul;
+mod softmax;
+mod tensor;

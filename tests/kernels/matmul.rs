@@ -1,0 +1,1 @@
+// Tests for matmul: not yet written.

@@ -1,0 +1,1 @@
+// Tests for matvec: not yet written.

@@ -1,0 +1,1 @@
+// Tests for rms_norm: not yet written.

@@ -1,0 +1,1 @@
+// Tests for silu_mul: not yet written.

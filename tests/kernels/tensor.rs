@@ -1,0 +1,1 @@
+// Tests for tensor: not yet written.
