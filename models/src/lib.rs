@@ -1,5 +1,7 @@
 //! shaderlm: Llama-family language models on any GPU, through the shaderlm-engine WGSL kernels.
 
 pub mod checkpoint;
+pub mod error;
 
+pub use error::{Error, Result};
 pub use shaderlm_engine as engine;
