@@ -32,6 +32,7 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod recorder;
+pub mod readback;
 pub mod reference;
 pub mod tensor;
 
@@ -39,5 +40,6 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuInfo, GpuOptions};
 pub use kernels::Op;
-pub use recorder::Recorder;
+pub use readback::Readback;
+pub use recorder::{DispatchTime, Recorder};
 pub use tensor::Tensor;

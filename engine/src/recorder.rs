@@ -10,11 +10,13 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{Dispatch, Op};
+use crate::readback::Readback;
 use crate::{Gpu, Tensor};
 
 enum Command {
     Dispatch(Dispatch),
     Copy { src: Tensor, dst: Tensor, bytes: u64 },
+    Readback { src: Tensor, dst: wgpu::Buffer, bytes: u64 },
 }
 
 pub struct Recorder<'g> {
@@ -57,6 +59,13 @@ impl<'g> Recorder<'g> {
         Ok(())
     }
 
+    /// Copies `src` into a [`Readback`] buffer, to be read after the submission finishes.
+    pub fn readback(&mut self, src: &Tensor, dst: &Readback) -> Result<()> {
+        let bytes = dst.check(src)?;
+        self.commands.push(Command::Readback { src: src.clone(), dst: dst.buffer().clone(), bytes });
+        Ok(())
+    }
+
     /// Number of dispatches recorded so far.
     pub fn len(&self) -> usize {
         self.commands.len()
@@ -90,6 +99,10 @@ impl<'g> Recorder<'g> {
             match &self.commands[i] {
                 Command::Copy { src, dst, bytes } => {
                     encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
+                    i += 1;
+                }
+                Command::Readback { src, dst, bytes } => {
+                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst, 0, *bytes);
                     i += 1;
                 }
                 Command::Dispatch(_) => {
@@ -144,6 +157,11 @@ impl<'g> Recorder<'g> {
                     encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
                     labels.push(("copy".into(), 2 * bytes));
                 }
+                Command::Readback { src, dst, bytes } => {
+                    drop(pass);
+                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst, 0, *bytes);
+                    labels.push(("readback".into(), *bytes));
+                }
             }
         }
         encoder.resolve_query_set(&queries, 0..2 * n, &resolve, 0);
@@ -168,6 +186,7 @@ impl<'g> Recorder<'g> {
                     eprintln!("[gpu] {:<40} grid {:?} {:>12} bytes", d.label, d.workgroups, d.bytes)
                 }
                 Command::Copy { bytes, .. } => eprintln!("[gpu] {:<40} {:>12} bytes", "copy", bytes),
+                Command::Readback { bytes, .. } => eprintln!("[gpu] {:<40} {:>12} bytes", "readback", bytes),
             }
         }
     }
