@@ -70,6 +70,8 @@ pub struct GpuInfo {
     pub max_workgroup_storage_bytes: u32,
     pub max_invocations_per_workgroup: u32,
     pub max_workgroups_per_dimension: u32,
+    /// Device-local memory the adapter reports (Vulkan only; `None` where it cannot be asked).
+    pub memory_bytes: Option<u64>,
 }
 
 impl std::fmt::Display for GpuInfo {
@@ -79,7 +81,7 @@ impl std::fmt::Display for GpuInfo {
         write!(
             f,
             "{} ({}, {}, driver {}) | shader-f16 {} | subgroups {} ({}..{}) | timestamps {} | \
-             cooperative matrix {} | max binding {} MiB | max buffer {} MiB",
+             cooperative matrix {} | max binding {} MiB | max buffer {} MiB | memory {}",
             self.name,
             self.backend,
             self.device_type,
@@ -92,6 +94,7 @@ impl std::fmt::Display for GpuInfo {
             on(ft.cooperative_matrix),
             self.max_binding_bytes >> 20,
             self.max_buffer_bytes >> 20,
+            self.memory_bytes.map_or("unknown".to_string(), |b| format!("{} MiB", b >> 20)),
         )
     }
 }
@@ -197,6 +200,7 @@ impl Gpu {
             max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
             max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            memory_bytes: device_local_memory(&adapter),
         };
         let debug = std::env::var("SHADERLM_DEBUG").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(Gpu { device, queue, info, adapter_info, pipelines: Mutex::new(HashMap::new()), debug })
@@ -204,6 +208,12 @@ impl Gpu {
 
     pub fn info(&self) -> &GpuInfo {
         &self.info
+    }
+
+    /// Device-local memory, where the backend can say (used to refuse a model that won't fit
+    /// before allocating it).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.info.memory_bytes
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
@@ -303,4 +313,18 @@ fn pick_adapter(instance: &wgpu::Instance, wanted: Option<&str>) -> Result<wgpu:
                 .into(),
         )
     })
+}
+
+/// Sum of the device-local memory heaps, asked of Vulkan through wgpu-hal. Other backends do not
+/// expose it; they return `None` and the caller skips the check.
+fn device_local_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: the hal adapter is only read, while `adapter` is alive.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    // SAFETY: the physical device belongs to this instance.
+    let props = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    const DEVICE_LOCAL: u32 = 1; // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT
+    let heaps = &props.memory_heaps[..props.memory_heap_count as usize];
+    let total: u64 = heaps.iter().filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0).map(|h| h.size).sum();
+    (total > 0).then_some(total)
 }
