@@ -1,7 +1,28 @@
 //! shaderlm: Llama-family language models on any GPU, through the shaderlm-engine WGSL kernels.
+//!
+//! ```no_run
+//! use shaderlm::{GenerateOptions, LoadOptions, Model};
+//! # fn main() -> shaderlm::Result<()> {
+//! let mut model = Model::load("path/to/model-folder-or.gguf", &LoadOptions::default())?;
+//! for piece in model.generate("Once upon a time", &GenerateOptions::default())? {
+//!     print!("{}", piece?);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The modules, in the order data flows: [`checkpoint`] (files on disk) → [`llama`] (weights on
+//! the GPU and the forward pass) with [`kv_cache`] → [`model`] (load, prefill, decode step) →
+//! [`generate`] (the streaming loop) → [`tokenizer`] (ids to text).
 
 pub mod checkpoint;
 pub mod error;
+pub mod generate;
+pub mod kv_cache;
+pub mod llama;
+pub mod model;
+pub mod progress;
 
 pub use error::{Error, Result};
+pub use generate::{GenerateOptions, Generation, Sampling};
+pub use model::{LoadOptions, Model};
 pub use shaderlm_engine as engine;

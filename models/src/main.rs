@@ -1,1 +1,215 @@
-fn main() {}
+//! The `shaderlm` command line: parse, call the library, print. Generated text goes to stdout;
+//! progress, summaries and timings go to stderr.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use shaderlm::engine::{gpu::list_adapters, Gpu, GpuOptions};
+use shaderlm::generate::{GenerateOptions, Generation, Sampling};
+use shaderlm::llama::WeightDType;
+use shaderlm::model::{LoadOptions, Model};
+use shaderlm::tokenizer::ChatMessage;
+
+#[derive(Parser)]
+#[command(name = "shaderlm", version, about = "Llama-family LLMs on any GPU through WGSL compute shaders")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Continue a prompt, streaming only the continuation to stdout.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The text to continue.
+        #[arg(long)]
+        prompt: String,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    },
+    /// Chat with the model using its chat template; with --prompt, answer one message and exit.
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Answer this one user message and exit.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// A system message to start the conversation with.
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    },
+    /// Show the GPU shaderlm would use, and every adapter wgpu can see.
+    Info,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// A Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Context length: the KV cache holds this many positions (default: the model's, at most 4096).
+    #[arg(long)]
+    ctx: Option<usize>,
+    /// Weight precision on the GPU.
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: DTypeArg,
+    /// Adapter to use: a substring of its name (also SHADERLM_ADAPTER).
+    #[arg(long)]
+    adapter: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DTypeArg {
+    F16,
+    F32,
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// Most new tokens.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Keep the k most likely tokens (0: off).
+    #[arg(long, default_value_t = 0)]
+    top_k: u32,
+    /// Nucleus sampling: keep the smallest set with this much probability (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Keep tokens at least this fraction as likely as the best one (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Penalise tokens already in the context (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop when this string appears (may be repeated).
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            sampling: Sampling {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repeat_penalty: self.repeat_penalty,
+                seed: self.seed,
+            },
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
+    let mut gpu = GpuOptions::default();
+    if args.adapter.is_some() {
+        gpu.adapter = args.adapter.clone();
+    }
+    let dtype = match args.dtype {
+        DTypeArg::F16 => WeightDType::F16,
+        DTypeArg::F32 => WeightDType::F32,
+    };
+    let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, ..Default::default() };
+    let model = Model::load(&args.model, &options)?;
+    eprintln!("loaded {} on {}: {}", args.model.display(), model.gpu.info().name, model.summary);
+    Ok(model)
+}
+
+/// Prints pieces as they arrive; returns the whole text.
+fn stream(generation: Generation<'_>) -> shaderlm::Result<String> {
+    let mut generation = generation;
+    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
+    for piece in &mut generation {
+        let piece = piece?;
+        let _ = out.write_all(piece.as_bytes());
+        let _ = out.flush();
+        text.push_str(&piece);
+    }
+    let s = &generation.stats;
+    eprintln!(
+        "\n[{} prompt tokens ({} run), {} generated; time to first token {:.1} ms; decode {:.1} tokens/s; stop: {:?}]",
+        s.prompt_tokens,
+        s.prefilled_tokens,
+        s.generated_tokens,
+        s.time_to_first_token.as_secs_f64() * 1e3,
+        s.decode_tokens_per_second(),
+        s.finish.unwrap_or(shaderlm::generate::FinishReason::MaxTokens)
+    );
+    Ok(text)
+}
+
+fn run(cli: Cli) -> shaderlm::Result<()> {
+    match cli.command {
+        Command::Generate { model, prompt, sampling } => {
+            let mut model = load(&model)?;
+            let generation = model.generate(&prompt, &sampling.options())?;
+            stream(generation)?;
+            println!();
+        }
+        Command::Chat { model, prompt, system, sampling } => {
+            let mut model = load(&model)?;
+            let options = sampling.options();
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(ChatMessage::new("system", system));
+            }
+            if let Some(prompt) = prompt {
+                messages.push(ChatMessage::new("user", prompt));
+                stream(model.chat(&messages, &options)?)?;
+                println!();
+                return Ok(());
+            }
+            eprintln!("chat: type a message and press Enter; an empty line or Ctrl-D ends.");
+            let stdin = std::io::stdin();
+            loop {
+                eprint!("> ");
+                let mut line = String::new();
+                if stdin.lock().read_line(&mut line).map_err(|e| shaderlm::Error::Input(e.to_string()))? == 0 {
+                    break;
+                }
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    break;
+                }
+                messages.push(ChatMessage::new("user", line));
+                let reply = stream(model.chat(&messages, &options)?)?;
+                println!();
+                messages.push(ChatMessage::new("assistant", reply));
+            }
+        }
+        Command::Info => {
+            let gpu = Gpu::new()?;
+            println!("using: {}", gpu.info());
+            for a in list_adapters() {
+                println!("adapter: {a}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

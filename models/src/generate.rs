@@ -1,0 +1,212 @@
+//! Generation: prefill the prompt in one pass, then decode one token per step, streaming text.
+//!
+//! `Generation` is an iterator of text pieces. Each `next()` runs one decode step on the GPU
+//! (the sampled id is written on the GPU and is the next step's input; only the id comes back),
+//! decodes the new id, and returns whatever new text is complete. It stops at an end-of-sequence
+//! id, at a stop string (the text before it is returned, the stop string is not), at the token
+//! limit, or when the context is full.
+
+use std::time::{Duration, Instant};
+
+use crate::model::Model;
+use crate::Result;
+
+/// How to pick each next token. `temperature <= 0` is greedy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0: off).
+    pub top_k: u32,
+    /// Keep the smallest set whose probability reaches p (1.0: off).
+    pub top_p: f32,
+    /// Keep tokens at least min_p times as likely as the best (0: off).
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of already-seen tokens by this (1.0: off).
+    pub repeat_penalty: f32,
+    pub seed: u64,
+}
+
+impl Sampling {
+    pub fn greedy() -> Sampling {
+        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 0 }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 && self.repeat_penalty == 1.0
+    }
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling::greedy()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// Most new tokens to generate.
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+    /// Generation ends where any of these appears in the text (it is not returned).
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 256, sampling: Sampling::greedy(), stop: Vec::new() }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    EndOfSequence,
+    StopString,
+    MaxTokens,
+    ContextFull,
+}
+
+/// Timings of one generation, for people and for the benchmark.
+#[derive(Clone, Debug, Default)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens actually run (the rest were reused from the cache).
+    pub prefilled_tokens: usize,
+    pub generated_tokens: usize,
+    /// Prompt in to first token out.
+    pub time_to_first_token: Duration,
+    pub decode_time: Duration,
+    pub finish: Option<FinishReason>,
+}
+
+impl GenerationStats {
+    pub fn decode_tokens_per_second(&self) -> f64 {
+        let steps = self.generated_tokens.saturating_sub(1);
+        if steps == 0 { 0.0 } else { steps as f64 / self.decode_time.as_secs_f64() }
+    }
+}
+
+pub struct Generation<'m> {
+    model: &'m mut Model,
+    options: GenerateOptions,
+    /// Ids generated so far (the last one not yet fed back to the model).
+    ids: Vec<u32>,
+    /// Text of `ids` emitted so far, by byte length of the decoded text.
+    emitted: usize,
+    pending_first: Option<u32>,
+    started: Instant,
+    pub stats: GenerationStats,
+}
+
+impl<'m> Generation<'m> {
+    pub(crate) fn start(model: &'m mut Model, prompt_ids: Vec<u32>, options: GenerateOptions) -> Result<Generation<'m>> {
+        let started = Instant::now();
+        model.set_sampling(&options.sampling)?;
+        let (first, prefilled) = model.prefill(&prompt_ids)?;
+        let stats = GenerationStats {
+            prompt_tokens: prompt_ids.len(),
+            prefilled_tokens: prefilled,
+            time_to_first_token: started.elapsed(),
+            ..Default::default()
+        };
+        Ok(Generation { model, options, ids: Vec::new(), emitted: 0, pending_first: Some(first), started, stats })
+    }
+
+    /// Runs to the end and returns the whole text.
+    pub fn text(mut self) -> Result<String> {
+        let mut out = String::new();
+        for piece in &mut self {
+            out.push_str(&piece?);
+        }
+        Ok(out)
+    }
+
+    /// The ids generated so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    fn finish(&mut self, reason: FinishReason) {
+        self.stats.finish = Some(reason);
+        self.stats.generated_tokens = self.ids.len();
+        self.stats.decode_time = self.started.elapsed().saturating_sub(self.stats.time_to_first_token);
+    }
+
+    /// Next id: the one prefill sampled, then one decode step each.
+    fn next_id(&mut self) -> Result<Option<u32>> {
+        if let Some(id) = self.pending_first.take() {
+            return Ok(Some(id));
+        }
+        let last = *self.ids.last().expect("a generated id precedes every decode step");
+        if self.model.cached_tokens() + 1 > self.model.context() {
+            self.finish(FinishReason::ContextFull);
+            return Ok(None);
+        }
+        Ok(Some(self.model.decode_step(last)?))
+    }
+
+    fn step(&mut self) -> Result<Option<String>> {
+        loop {
+            if self.stats.finish.is_some() {
+                return Ok(None);
+            }
+            if self.ids.len() >= self.options.max_tokens {
+                self.finish(FinishReason::MaxTokens);
+                return Ok(self.flush());
+            }
+            let Some(id) = self.next_id()? else { return Ok(self.flush()) };
+            if self.model.is_eos(id) {
+                self.finish(FinishReason::EndOfSequence);
+                return Ok(self.flush());
+            }
+            self.ids.push(id);
+            let text = self.model.tokenizer.decode(&self.ids)?;
+            if let Some(cut) = self.options.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                self.finish(FinishReason::StopString);
+                return Ok(self.emit(&text, cut));
+            }
+            // Hold back an incomplete UTF-8 character and anything that could start a stop string.
+            let mut safe = if text.ends_with('\u{FFFD}') { text.trim_end_matches('\u{FFFD}').len() } else { text.len() };
+            let hold = self.options.stop.iter().map(|s| s.len().saturating_sub(1)).max().unwrap_or(0);
+            safe = safe.saturating_sub(hold).max(self.emitted);
+            while !text.is_char_boundary(safe) {
+                safe -= 1;
+            }
+            if safe > self.emitted {
+                return Ok(self.emit(&text, safe));
+            }
+        }
+    }
+
+    fn emit(&mut self, text: &str, end: usize) -> Option<String> {
+        let end = end.max(self.emitted);
+        let piece = text[self.emitted..end].to_string();
+        self.emitted = end;
+        (!piece.is_empty()).then_some(piece)
+    }
+
+    /// Whatever decoded text has not been returned yet (at the end).
+    fn flush(&mut self) -> Option<String> {
+        let text = self.model.tokenizer.decode(&self.ids).ok()?;
+        let end = match self.stats.finish {
+            Some(FinishReason::StopString) => self.emitted,
+            _ => text.len(),
+        };
+        self.emit(&text, end)
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Result<String>> {
+        match self.step() {
+            Ok(Some(piece)) => Some(Ok(piece)),
+            Ok(None) => None,
+            Err(e) => {
+                self.stats.finish = Some(FinishReason::MaxTokens);
+                Some(Err(e))
+            }
+        }
+    }
+}

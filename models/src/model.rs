@@ -1,0 +1,315 @@
+//! `Model`: a loaded checkpoint on a GPU, with its tokenizer, KV cache and the decode step's ops
+//! built once. `generate` and `chat` return a streaming [`Generation`].
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use shaderlm_engine::kernels::{argmax, sample};
+use shaderlm_engine::{Gpu, GpuOptions, Readback, Recorder, Tensor};
+
+use crate::checkpoint::{Checkpoint, Config};
+use crate::generate::{GenerateOptions, Generation, Sampling};
+use crate::kv_cache::KvCache;
+use crate::llama::{forward, Activations, StepInput, StepOps, WeightDType, Weights};
+use crate::tokenizer::{ChatMessage, Tokenizer};
+use crate::{Error, Result};
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Precision of the weights on the GPU (f16 by default).
+    pub dtype: WeightDType,
+    /// Context cap: the KV cache holds this many positions (default: the model's
+    /// max_position_embeddings, at most 4096).
+    pub ctx: Option<usize>,
+    /// Most prompt tokens run in one prefill pass (longer prompts run in several).
+    pub prefill_chunk: usize,
+    /// Which GPU and which fast paths.
+    pub gpu: GpuOptions,
+    /// Draw a progress bar on stderr while loading.
+    pub progress: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { dtype: WeightDType::F16, ctx: None, prefill_chunk: 512, gpu: GpuOptions::default(), progress: false }
+    }
+}
+
+/// What loading did, for the one-line summary.
+#[derive(Clone, Debug)]
+pub struct LoadSummary {
+    pub parameters: u64,
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub activation_bytes: u64,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for LoadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        write!(
+            f,
+            "{:.1}M parameters, {:.1} MiB on the GPU (weights {:.1}, KV cache {:.1}, activations {:.1}), {:.2} s",
+            self.parameters as f64 / 1e6,
+            mib(self.weight_bytes + self.kv_bytes + self.activation_bytes),
+            mib(self.weight_bytes),
+            mib(self.kv_bytes),
+            mib(self.activation_bytes),
+            self.seconds
+        )
+    }
+}
+
+pub struct Model {
+    pub gpu: Gpu,
+    pub config: Config,
+    pub tokenizer: Tokenizer,
+    pub path: PathBuf,
+    pub summary: LoadSummary,
+    pub(crate) weights: Weights,
+    pub(crate) cache: KvCache,
+    pub(crate) act: Activations,
+    /// The decode step (one token in, logits out), built once and replayed.
+    decode: StepOps,
+    greedy: shaderlm_engine::Op,
+    sampler: sample::Sampler,
+    sampling: Sampling,
+    /// Ids the sampler's repetition penalty looks at (prompt and generated), on the GPU.
+    history: Tensor,
+    history_len: Tensor,
+    readback: Readback,
+}
+
+impl Model {
+    /// Loads a Hugging Face model folder or a GGUF file onto the GPU.
+    pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
+        let started = Instant::now();
+        let path = path.as_ref();
+        let ckpt = Checkpoint::open(path)?;
+        let config = ckpt.config().clone();
+        let tokenizer = Tokenizer::from_checkpoint(&ckpt)?;
+        let gpu = Gpu::with_options(options.gpu.clone())?;
+
+        let ctx = options.ctx.unwrap_or(4096).min(config.max_position_embeddings).max(1);
+        if options.ctx.is_some_and(|c| c > config.max_position_embeddings) {
+            return Err(Error::Input(format!(
+                "--ctx {} is larger than the model's max_position_embeddings {}",
+                options.ctx.unwrap_or(0),
+                config.max_position_embeddings
+            )));
+        }
+        let kv_width = config.num_key_value_heads * config.head_dim;
+        let kv_dtype = options.dtype.engine();
+        let weight_bytes = Weights::planned_bytes(&config, options.dtype);
+        let kv_bytes = 2 * config.num_hidden_layers as u64 * kv_dtype.bytes_for(ctx * kv_width);
+        check_fits(&gpu, weight_bytes + kv_bytes)?;
+
+        let bar = options.progress.then(|| crate::progress::bar("loading", 0));
+        let weights = Weights::load(&gpu, &ckpt, options.dtype, |done, total| {
+            if let Some(bar) = &bar {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+        })?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let cache = KvCache::new(&gpu, config.num_hidden_layers, ctx, kv_width, kv_dtype)?;
+        let act = Activations::new(&gpu, &config, options.prefill_chunk.clamp(1, ctx))?;
+        let decode = forward(&gpu, &config, &weights, &cache, &act, StepInput::Sampled, None)?;
+        let greedy = argmax::argmax(&gpu, &act.logits, &act.next)?.labelled("argmax");
+        let history = Tensor::empty(&gpu, &[ctx], shaderlm_engine::DType::U32)?;
+        let history_len = Tensor::from_u32(&gpu, &[1], &[0])?;
+        let sampling = Sampling::greedy();
+        let sampler = sample::Sampler::new(
+            &gpu,
+            &act.logits,
+            &act.next,
+            &act.pos,
+            &history,
+            &history_len,
+            sample_params(&sampling),
+        )?;
+        let readback = Readback::new(&gpu, 4);
+        let summary = LoadSummary {
+            parameters: parameter_count(&config),
+            weight_bytes,
+            kv_bytes: cache.bytes(),
+            activation_bytes: act.bytes(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok(Model {
+            gpu,
+            config,
+            tokenizer,
+            path: path.to_path_buf(),
+            summary,
+            weights,
+            cache,
+            act,
+            decode,
+            greedy,
+            sampler,
+            sampling,
+            history,
+            history_len,
+            readback,
+        })
+    }
+
+    /// Streams the continuation of `prompt` (BOS added if the model wants it).
+    pub fn generate(&mut self, prompt: &str, options: &GenerateOptions) -> Result<Generation<'_>> {
+        let ids = self.tokenizer.encode(prompt, true)?;
+        self.generate_ids(ids, options)
+    }
+
+    /// Streams the assistant's reply to a conversation, rendered with the model's chat template.
+    pub fn chat(&mut self, messages: &[ChatMessage], options: &GenerateOptions) -> Result<Generation<'_>> {
+        let text = self.tokenizer.apply_chat_template(messages, true)?;
+        // The template writes the BOS token itself where the model wants one.
+        let ids = self.tokenizer.encode(&text, false)?;
+        self.generate_ids(ids, options)
+    }
+
+    /// Streams the continuation of a tokenized prompt.
+    pub fn generate_ids(&mut self, ids: Vec<u32>, options: &GenerateOptions) -> Result<Generation<'_>> {
+        if ids.is_empty() {
+            return Err(Error::Input("the prompt is empty".into()));
+        }
+        if ids.len() >= self.context() {
+            return Err(Error::Input(format!(
+                "the prompt has {} tokens but the context holds {} (raise --ctx, up to {})",
+                ids.len(),
+                self.context(),
+                self.config.max_position_embeddings
+            )));
+        }
+        Generation::start(self, ids, options.clone())
+    }
+
+    /// Positions the KV cache holds.
+    pub fn context(&self) -> usize {
+        self.cache.capacity
+    }
+
+    pub(crate) fn cached_tokens(&self) -> usize {
+        self.cache.tokens.len()
+    }
+
+    pub(crate) fn is_eos(&self, id: u32) -> bool {
+        self.config.eos_token_ids.contains(&id) || self.tokenizer.eos_ids().contains(&id)
+    }
+
+    pub(crate) fn set_sampling(&mut self, sampling: &Sampling) -> Result<()> {
+        self.sampling = *sampling;
+        self.sampler.set_params(&self.gpu, sample_params(sampling))?;
+        Ok(())
+    }
+
+    /// Runs the prompt (reusing any cached prefix), samples the first new id on the GPU and
+    /// returns it with the number of prompt tokens actually run.
+    pub(crate) fn prefill(&mut self, ids: &[u32]) -> Result<(u32, usize)> {
+        let reuse = self.cache.reusable_prefix(ids);
+        self.cache.tokens.truncate(reuse);
+        self.history.write_words(&self.gpu, ids)?;
+        self.history_len.write_u32(&self.gpu, &[ids.len() as u32])?;
+        let mut start = reuse;
+        while start < ids.len() {
+            let chunk = &ids[start..ids.len().min(start + self.act.rows)];
+            let last = start + chunk.len() == ids.len();
+            self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
+            self.act.pos.write_u32(&self.gpu, &[start as u32])?;
+            let ops = forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, StepInput::Tokens(chunk.len()), None)?;
+            let mut rec = Recorder::new(&self.gpu);
+            ops.record(&mut rec, &self.act)?;
+            if last {
+                self.record_sample(&mut rec)?;
+            }
+            rec.submit()?;
+            self.cache.tokens.extend_from_slice(chunk);
+            start += chunk.len();
+        }
+        Ok((self.readback.read_words(&self.gpu, 1)?[0], ids.len() - reuse))
+    }
+
+    /// Feeds `id` (the last sampled token, already in `act.next` on the GPU) at the next
+    /// position and returns the id sampled after it.
+    pub(crate) fn decode_step(&mut self, id: u32) -> Result<u32> {
+        let pos = self.cache.tokens.len();
+        self.act.pos.write_u32(&self.gpu, &[pos as u32])?;
+        self.history.rows(pos, 1)?.write_words(&self.gpu, &[id])?;
+        self.history_len.write_u32(&self.gpu, &[pos as u32 + 1])?;
+        let mut rec = Recorder::new(&self.gpu);
+        self.decode.record(&mut rec, &self.act)?;
+        self.record_sample(&mut rec)?;
+        rec.submit()?;
+        self.cache.tokens.push(id);
+        Ok(self.readback.read_words(&self.gpu, 1)?[0])
+    }
+
+    fn record_sample(&self, rec: &mut Recorder) -> Result<()> {
+        rec.run(if self.sampling.is_greedy() { &self.greedy } else { self.sampler.op() });
+        rec.readback(&self.act.next, &self.readback)?;
+        Ok(())
+    }
+
+    /// Logits at every position of `ids`, run from position 0 (tests and perplexity).
+    /// Returns (len, vocab) row-major.
+    pub fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() || ids.len() > self.context() {
+            return Err(Error::Input(format!("logits: {} tokens for a context of {}", ids.len(), self.context())));
+        }
+        self.cache.tokens.clear();
+        let vocab = self.config.vocab_size;
+        let mut out = Vec::with_capacity(ids.len() * vocab);
+        for (i, chunk) in ids.chunks(self.act.rows).enumerate() {
+            let start = i * self.act.rows;
+            self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
+            self.act.pos.write_u32(&self.gpu, &[start as u32])?;
+            let logits = Tensor::empty(&self.gpu, &[chunk.len(), vocab], shaderlm_engine::DType::F32)?;
+            let input = StepInput::Tokens(chunk.len());
+            let ops = forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, input, Some(&logits))?;
+            let mut rec = Recorder::new(&self.gpu);
+            ops.record(&mut rec, &self.act)?;
+            rec.submit()?;
+            out.extend(logits.to_f32(&self.gpu)?);
+            self.cache.tokens.extend_from_slice(chunk);
+        }
+        Ok(out)
+    }
+}
+
+fn sample_params(s: &Sampling) -> sample::SampleParams {
+    sample::SampleParams {
+        temperature: s.temperature,
+        top_k: s.top_k,
+        top_p: s.top_p,
+        min_p: s.min_p,
+        repeat_penalty: s.repeat_penalty,
+        seed: s.seed,
+    }
+}
+
+fn parameter_count(c: &Config) -> u64 {
+    let (h, f, v) = (c.hidden_size as u64, c.intermediate_size as u64, c.vocab_size as u64);
+    let qw = (c.num_attention_heads * c.head_dim) as u64;
+    let kvw = (c.num_key_value_heads * c.head_dim) as u64;
+    let layer = h * qw * 2 + 2 * h * kvw + 3 * h * f + 2 * h;
+    v * h * if c.tie_word_embeddings { 1 } else { 2 } + layer * c.num_hidden_layers as u64 + h
+}
+
+/// Fails before allocating if the plan cannot fit the device.
+fn check_fits(gpu: &Gpu, bytes: u64) -> Result<()> {
+    if let Some(available) = gpu.memory_bytes() {
+        if bytes > available {
+            return Err(Error::OutOfMemory {
+                what: format!("weights and KV cache on {}", gpu.info().name),
+                needed: bytes,
+                available,
+            });
+        }
+    }
+    Ok(())
+}
