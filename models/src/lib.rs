@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use shaderlm_engine as engine;
