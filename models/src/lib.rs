@@ -21,6 +21,7 @@ pub mod kv_cache;
 pub mod llama;
 pub mod model;
 pub mod progress;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Generation, Sampling};
