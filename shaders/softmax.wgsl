@@ -1,0 +1,87 @@
+// softmax.wgsl: softmax over the last axis, in place, portable path (reductions in workgroup
+// memory).  x[m, i] = exp(x[m, i] - max_m) / sum_j exp(x[m, j] - max_m)
+//
+// Bindings:
+//   0  x: array<f32>  (rows, n) row-major, read_write
+//   1  params: Params
+// Workgroup: WG threads (override; a power of two), one workgroup per row (the grid is folded
+// 2-D past 65535 rows: flat_group_id). Thread j reads columns j, j + WG, ... once, keeping a
+// running max and a sum of exp(x - running max) rescaled whenever the max grows (online softmax);
+// the workgroup then reduces the maxima, then the rescaled sums, and thread j writes its columns.
+// One read and one write of the row, whatever n.
+// Variant: softmax_subgroup.wgsl (same bindings; reductions through subgroupMax / subgroupAdd).
+// A row of -inf only gives NaN (0/0), as in PyTorch. Fuses nothing.
+// Reference: reference::softmax::softmax.
+
+override WG: u32 = 256;
+
+struct Params {
+    n_rows: u32,
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<uniform> params: Params;
+
+var<workgroup> partial: array<f32, WG>;
+
+// Max of `v` over the workgroup, returned to every thread.
+fn workgroup_max(v: f32, lid: u32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] = max(partial[lid], partial[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let result = partial[0];
+    workgroupBarrier(); // everyone has read partial[0] before the next reduction overwrites it
+    return result;
+}
+
+// Sum of `v` over the workgroup, returned to every thread.
+fn workgroup_sum(v: f32, lid: u32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let result = partial[0];
+    workgroupBarrier();
+    return result;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row = flat_group_id(wid, nwg);
+    // Uniform per workgroup, so returning here keeps the barriers below in uniform control flow.
+    if (row >= params.n_rows) {
+        return;
+    }
+    let base = row * params.n;
+    var run_max = NEG_BIG;
+    var run_sum = 0.0;
+    for (var i = lid; i < params.n; i += WG) {
+        let v = x[base + i];
+        if (v > run_max) {
+            run_sum = run_sum * exp(run_max - v) + 1.0;
+            run_max = v;
+        } else {
+            run_sum += exp(v - run_max);
+        }
+    }
+    let row_max = workgroup_max(run_max, lid);
+    let row_sum = workgroup_sum(run_sum * exp(run_max - row_max), lid);
+    let inv_sum = 1.0 / row_sum;
+    for (var i = lid; i < params.n; i += WG) {
+        x[base + i] = exp(x[base + i] - row_max) * inv_sum;
+    }
+}
