@@ -1,4 +1,5 @@
-// softmax_subgroup.wgsl: softmax over the last axis, in place, fast path (subgroup reductions).  x[m, i] = exp(x[m, i] - max_m) / sum_j exp(x[m, j] - max_m)
+// softmax_subgroup.wgsl: softmax over the last axis, in place, fast path (subgroup reductions).
+//   x[m, i] = exp(x[m, i] - max_m) / sum_j exp(x[m, j] - max_m)
 //
 // Bindings:
 //   0  x: array<f32>  (rows, n) row-major, read_write

@@ -2,8 +2,12 @@ use crate::common::*;
 use shaderlm_engine::kernels::rope::{self, Llama3Scaling};
 use shaderlm_engine::{reference, DType, Error, Gpu, Tensor};
 
-const LLAMA31: Llama3Scaling =
-    Llama3Scaling { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+const LLAMA31: Llama3Scaling = Llama3Scaling {
+    factor: 8.0,
+    low_freq_factor: 1.0,
+    high_freq_factor: 4.0,
+    original_max_position_embeddings: 8192,
+};
 
 /// Angles are reduced exactly on the GPU, so the error left is f32 sin/cos and rounding: this
 /// holds at position 100 000 too, where a plain f32 `p * inv_freq` is off by up to 4e-3 rad
@@ -21,7 +25,8 @@ fn check(gpu: &Gpu, rows: usize, n_heads: usize, head_dim: usize, freqs: &[f32],
     run(gpu, &rope::rope(gpu, &x, &f, &p, n_heads, head_dim).unwrap());
     let mut want = xs.clone();
     reference::rope::rope(&mut want, freqs, pos, n_heads, head_dim);
-    let case = format!("rope rows={rows} heads={n_heads} head_dim={head_dim} rot_dim={} pos={pos} [{}]", 2 * freqs.len(), path(gpu));
+    let rot_dim = 2 * freqs.len();
+    let case = format!("rope rows={rows} heads={n_heads} head_dim={head_dim} rot_dim={rot_dim} pos={pos} [{}]", path(gpu));
     assert_close(&case, &x.to_f32(gpu).unwrap(), &want, ATOL, RTOL);
 }
 
@@ -97,16 +102,17 @@ fn inv_freq_matches_hand_computed_values() {
     let scaled = rope::inv_freq(128, 500_000.0, Some(LLAMA31));
     assert_eq!(scaled.len(), 64);
     let cases = [
-        (0, 1.0),                       // kept
-        (10, 0.128_687_373_432_650_51), // kept
-        (28, 0.003_211_445_994_752_591), // kept: wavelength 1956
-        (29, 0.002_166_570_763_503_358_6), // blended: wavelength 2402
-        (32, 0.000_524_846_160_992_954_67), // blended: wavelength 4443
-        (34, 0.000_178_507_812_767_996_42), // blended: wavelength 6695
-        (35, 9.556_212_353_964_683e-5), // divided: wavelength 8219
-        (50, 4.411_534_674_558_404_1e-6), // divided
-        (63, 3.068_925_988_914_511_1e-7), // divided
+        (0, 1.0),                   // kept
+        (10, 0.128_687_373_432_651), // kept
+        (28, 0.003_211_445_994_752_59), // kept: wavelength 1956
+        (29, 0.002_166_570_763_503_36), // blended: wavelength 2402
+        (32, 0.000_524_846_160_992_955), // blended: wavelength 4443
+        (34, 0.000_178_507_812_767_996), // blended: wavelength 6695
+        (35, 9.556_212_353_964_68e-5), // divided: wavelength 8219
+        (50, 4.411_534_674_558_40e-6), // divided
+        (63, 3.068_925_988_914_51e-7), // divided
     ];
+
     for (i, want) in cases {
         assert!((scaled[i] as f64 / want - 1.0).abs() < 1e-6, "llama3 inv_freq[{i}] = {}, want {want}", scaled[i]);
     }

@@ -38,7 +38,8 @@ pub fn embedding(gpu: &Gpu, table: &Tensor, ids: &Tensor, out: &Tensor) -> Resul
     };
     expect_shape(OP, "out", out, &[n_ids, dim])?;
     if out.same_buffer(table) || out.same_buffer(ids) {
-        return Err(Error::shape(OP, "out buffer", "a buffer other than table's and ids'", "an input's buffer"));
+        let expected = "a buffer other than table's and ids'";
+        return Err(Error::shape(OP, "out buffer", expected, "an input's buffer"));
     }
     if vocab == 0 || dim == 0 || n_ids == 0 {
         return Err(Error::shape(OP, "table and ids sizes", "non-zero", (vocab, dim, n_ids)));

@@ -28,7 +28,14 @@ const _: () = assert!(std::mem::size_of::<Params>() == 16);
 /// Rotates `x` (`[T, n_heads * head_dim]` or `[n_heads * head_dim]`, f32) in place; row `t` is at
 /// position `pos[0] + t` (`pos`: u32 `[1]`). `inv_freq` (f32 `[rot_dim / 2]`, `rot_dim <=
 /// head_dim`) gives each pair's radians per position.
-pub fn rope(gpu: &Gpu, x: &Tensor, inv_freq: &Tensor, pos: &Tensor, n_heads: usize, head_dim: usize) -> Result<Op> {
+pub fn rope(
+    gpu: &Gpu,
+    x: &Tensor,
+    inv_freq: &Tensor,
+    pos: &Tensor,
+    n_heads: usize,
+    head_dim: usize,
+) -> Result<Op> {
     const OP: &str = "rope";
     expect_dtype(OP, "x", x, &[DType::F32])?;
     expect_dtype(OP, "inv_freq", inv_freq, &[DType::F32])?;
@@ -39,18 +46,23 @@ pub fn rope(gpu: &Gpu, x: &Tensor, inv_freq: &Tensor, pos: &Tensor, n_heads: usi
         [n] if n == row_len => 1,
         [rows, n] if n == row_len => rows,
         _ => {
-            let (expected, got) = (format!("[T, {row_len}] (n_heads * head_dim per row)"), format!("{:?}", x.shape()));
-            return Err(Error::Shape { op: OP, what: "x".into(), expected, got });
+            let expected = format!("[T, {row_len}] (n_heads * head_dim per row)");
+            return Err(Error::Shape { op: OP, what: "x".into(), expected, got: format!("{:?}", x.shape()) });
         }
     };
     let half = match *inv_freq.shape() {
         [half] if half >= 1 && 2 * half <= head_dim => half,
-        _ => return Err(Error::shape(OP, "inv_freq (rot_dim / 2, rot_dim <= head_dim)", [head_dim / 2], inv_freq.shape())),
+        _ => {
+            let what = "inv_freq (rot_dim / 2, rot_dim <= head_dim)";
+            return Err(Error::shape(OP, what, [head_dim / 2], inv_freq.shape()));
+        }
     };
     if x.same_buffer(inv_freq) || x.same_buffer(pos) {
-        return Err(Error::shape(OP, "x buffer", "a buffer other than inv_freq's and pos'", "an input's buffer"));
+        let expected = "a buffer other than inv_freq's and pos'";
+        return Err(Error::shape(OP, "x buffer", expected, "an input's buffer"));
     }
-    let params = Params { n_rows: n_rows as u32, n_heads: n_heads as u32, head_dim: head_dim as u32, half: half as u32 };
+    let params =
+        Params { n_rows: n_rows as u32, n_heads: n_heads as u32, head_dim: head_dim as u32, half: half as u32 };
     let uniform = gpu.uniform(OP, &params);
     let groups = ((n_rows * n_heads * half) as u32).div_ceil(256);
     let binds = [Bind::Tensor(x), Bind::Tensor(inv_freq), Bind::Tensor(pos), Bind::Uniform(&uniform)];

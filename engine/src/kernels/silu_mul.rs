@@ -28,7 +28,8 @@ pub fn silu_mul(gpu: &Gpu, gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<O
         return Err(Error::shape(OP, "out shape (same as gate)", gate.shape(), out.shape()));
     }
     if out.same_buffer(gate) || out.same_buffer(up) {
-        return Err(Error::shape(OP, "out buffer", "a buffer other than gate's and up's", "an input's buffer"));
+        let expected = "a buffer other than gate's and up's";
+        return Err(Error::shape(OP, "out buffer", expected, "an input's buffer"));
     }
     let params = Params { n: gate.numel() as u32, _pad: [0; 3] };
     let uniform = gpu.uniform(OP, &params);
