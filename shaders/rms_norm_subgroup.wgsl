@@ -7,10 +7,10 @@
 //                          word i/2)
 //   2  out: array<f32>     (rows, n) row-major, written; a different buffer from x
 //   3  params: Params
-// Workgroup: WG threads (override), one workgroup per row (the grid is folded 2-D past 65535
-// rows: flat_group_id). Thread j sums x^2 over columns j, j + WG, ...; subgroupAdd adds within
-// each subgroup, lane 0 of each subgroup stores its sum, and every thread adds those few sums;
-// then thread j scales the same columns.
+// Workgroup: WG threads (override), one workgroup per row (the grid is folded 2-D past 65535 rows:
+// flat_group_id). Thread j sums x^2 over columns j, j + WG, ... (four loads in flight per step);
+// subgroupAdd adds within each subgroup, lane 0 of each subgroup stores its sum, and every thread
+// adds those few sums; then thread j scales the same columns.
 // Requires: the SUBGROUP feature (any subgroup size). Portable variant: rms_norm.wgsl.
 // Fuses nothing. Reference: reference::rms_norm::rms_norm.
 
@@ -66,14 +66,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let base = row * params.n;
+    // Four loads in flight per step: a thread waits on memory once per four columns, which
+    // decides the time of one short row (decode).
     var sum_sq = 0.0;
-    for (var i = lid; i < params.n; i += WG) {
+    var i = lid;
+    for (; i + 3u * WG < params.n; i += 4u * WG) {
+        let v0 = x[base + i];
+        let v1 = x[base + i + WG];
+        let v2 = x[base + i + 2u * WG];
+        let v3 = x[base + i + 3u * WG];
+        sum_sq += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3);
+    }
+    for (; i < params.n; i += WG) {
         let v = x[base + i];
         sum_sq += v * v;
     }
     let total = workgroup_sum(sum_sq, lane, sg_id, n_sg);
     let scale = inverseSqrt(total / f32(params.n) + params.eps);
-    for (var i = lid; i < params.n; i += WG) {
-        out[base + i] = x[base + i] * scale * weight_at(i);
+    // Loads before stores: the compiler cannot move a load above a store to another binding.
+    i = lid;
+    for (; i + 3u * WG < params.n; i += 4u * WG) {
+        let v0 = x[base + i] * weight_at(i);
+        let v1 = x[base + i + WG] * weight_at(i + WG);
+        let v2 = x[base + i + 2u * WG] * weight_at(i + 2u * WG);
+        let v3 = x[base + i + 3u * WG] * weight_at(i + 3u * WG);
+        out[base + i] = v0 * scale;
+        out[base + i + WG] = v1 * scale;
+        out[base + i + 2u * WG] = v2 * scale;
+        out[base + i + 3u * WG] = v3 * scale;
+    }
+    for (; i < params.n; i += WG) {
+        out[base + i] = x[base + i] * weight_at(i) * scale;
     }
 }

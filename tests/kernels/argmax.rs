@@ -14,7 +14,8 @@ fn gpu_argmax(gpu: &shaderlm_engine::Gpu, rows: usize, xs: &[f32]) -> Vec<u32> {
 #[test]
 fn argmax_matches_reference() {
     for gpu in gpus() {
-        for (rows, n) in [(1, 1), (2, 7), (3, 33), (1, 257), (4, 1000), (1, 32_000), (1, 151_936)] {
+        // 4096 columns per block: 9000 is three blocks, 151936 is 38.
+        for (rows, n) in [(1, 1), (2, 7), (3, 33), (1, 257), (4, 1000), (3, 9000), (1, 32_000), (1, 151_936)] {
             let xs = Rng::new((rows * 1_000_000 + n) as u64).vec(rows * n, 10.0);
             let got = gpu_argmax(gpu, rows, &xs);
             assert_eq!(got, reference::argmax::argmax(&xs, n), "argmax rows={rows} n={n} [{}]", path(gpu));
@@ -27,7 +28,7 @@ fn argmax_ties_go_to_the_lowest_index() {
     for gpu in gpus() {
         for n in [7, 1000, 40_000] {
             let mut xs = Rng::new(n as u64).vec(n, 1.0);
-            // The maximum appears three times, in different threads and subgroups.
+            // The maximum appears three times, in different threads and (n = 40000) blocks.
             for i in [n / 3, n / 2, n - 1] {
                 xs[i] = 5.0;
             }
@@ -43,19 +44,20 @@ fn argmax_ties_go_to_the_lowest_index() {
 #[test]
 fn argmax_never_picks_nan() {
     for gpu in gpus() {
-        let n = 1000;
+        // Two blocks per row: the second row's only number is in its second block.
+        let n = 5000;
         let mut xs = Rng::new(3).vec(n, 1.0);
         xs[10] = f32::NAN;
         xs[400] = 7.0;
-        xs[999] = f32::NAN;
+        xs[4999] = f32::NAN;
         let mut row2 = vec![f32::NAN; n];
-        row2[500] = f32::NEG_INFINITY;
+        row2[4500] = f32::NEG_INFINITY;
         let row3 = vec![f32::NAN; n];
         let mut all = xs.clone();
         all.extend(&row2);
         all.extend(&row3);
         let got = gpu_argmax(gpu, 3, &all);
-        assert_eq!(got, vec![400, 500, 0], "NaN rows [{}]", path(gpu));
+        assert_eq!(got, vec![400, 4500, 0], "NaN rows [{}]", path(gpu));
         assert_eq!(got, reference::argmax::argmax(&all, n));
         // Infinity is a value like any other.
         assert_eq!(gpu_argmax(gpu, 1, &[1.0, f32::INFINITY, f32::NAN, 2.0]), vec![1]);

@@ -6,7 +6,8 @@ const EPS: f32 = 1e-5;
 #[test]
 fn rms_norm_matches_reference() {
     for gpu in gpus() {
-        for (rows, n) in [(1, 1), (3, 7), (2, 33), (1, 257), (5, 1000), (1, 4096)] {
+        // Rows from 2048 columns on use 1024 threads: 4096 and 5000 exercise that path.
+        for (rows, n) in [(1, 1), (3, 7), (2, 33), (1, 257), (5, 1000), (1, 4096), (2, 5000)] {
             for wdtype in [DType::F32, DType::F16] {
                 let mut rng = Rng::new((rows * 10_000 + n) as u64);
                 let xs = rng.vec(rows * n, 2.0);

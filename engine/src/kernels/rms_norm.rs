@@ -7,7 +7,9 @@ use crate::{DType, Gpu, Tensor};
 
 const PORTABLE: Shader = shader!("rms_norm");
 const SUBGROUP: Shader = shader!("rms_norm_subgroup");
-const WORKGROUP_SIZE: u32 = 256;
+/// Rows at least this long get 1024 threads, where the device allows it: one short row (decode)
+/// is bound by memory latency, so more threads in flight finish it sooner.
+const LONG_ROW: usize = 2048;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -42,8 +44,9 @@ pub fn rms_norm(gpu: &Gpu, x: &Tensor, weight: &Tensor, out: &Tensor, eps: f32) 
     let params = Params { n_rows: n_rows as u32, n: n as u32, eps, _pad: 0 };
     let uniform = gpu.uniform(OP, &params);
     let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
+    let long = n >= LONG_ROW && gpu.info().max_invocations_per_workgroup >= 1024;
     let constants = [
-        ("WG", WORKGROUP_SIZE as f64),
+        ("WG", if long { 1024.0 } else { 256.0 }),
         ("WEIGHT_F16", (weight.dtype() == DType::F16) as u8 as f64),
     ];
     let binds = [Bind::Tensor(x), Bind::Tensor(weight), Bind::Tensor(out), Bind::Uniform(&uniform)];
