@@ -83,7 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let total = workgroup_sum(sum_sq, lane, sg_id, n_sg);
     let scale = inverseSqrt(total / f32(params.n) + params.eps);
-    // Loads before stores: the compiler cannot move a load above a store to another binding.
+    // Loads before stores: bindings may alias, so the compiler keeps loads after earlier stores.
     i = lid;
     for (; i + 3u * WG < params.n; i += 4u * WG) {
         let v0 = x[base + i] * weight_at(i);
