@@ -26,3 +26,42 @@ fn add_rejects_mismatches() {
     assert!(matches!(kernels::add::add(gpu, &x, &y), Err(shaderlm_engine::Error::Shape { .. })));
     assert!(matches!(kernels::add::add(gpu, &x, &h), Err(shaderlm_engine::Error::DType { .. })));
 }
+
+#[test]
+fn add_bias_matches_reference() {
+    for gpu in gpus() {
+        for (rows, n) in [(1, 1), (3, 7), (2, 33), (1, 257), (4, 1000), (7, 896)] {
+            for bdtype in [DType::F32, DType::F16] {
+                let mut rng = Rng::new((rows * 10_000 + n) as u64);
+                let xs = rng.vec(rows * n, 2.0);
+                let mut bs = rng.vec(n, 1.0);
+                if bdtype == DType::F16 {
+                    bs = round_f16(&bs);
+                }
+                let x = Tensor::from_f32(gpu, &[rows, n], DType::F32, &xs).unwrap();
+                let b = Tensor::from_f32(gpu, &[n], bdtype, &bs).unwrap();
+                run(gpu, &kernels::add::add_bias(gpu, &x, &b).unwrap());
+                let mut want = xs.clone();
+                reference::add::add_bias(&mut want, &bs);
+                let case = format!("add_bias rows={rows} n={n} bias={bdtype} [{}]", path(gpu));
+                assert_close(&case, &x.to_f32(gpu).unwrap(), &want, 1e-6, 1e-6);
+            }
+        }
+    }
+}
+
+#[test]
+fn add_bias_rejects_mismatches() {
+    let gpu = &gpus()[0];
+    let x = Tensor::empty(gpu, &[2, 8], DType::F32).unwrap();
+    let b9 = Tensor::empty(gpu, &[9], DType::F32).unwrap();
+    let bu = Tensor::empty(gpu, &[8], DType::U32).unwrap();
+    let xh = Tensor::empty(gpu, &[2, 8], DType::F16).unwrap();
+    let b = Tensor::empty(gpu, &[8], DType::F32).unwrap();
+    let f = kernels::add::add_bias;
+    assert!(matches!(f(gpu, &x, &b9), Err(shaderlm_engine::Error::Shape { .. })));
+    assert!(matches!(f(gpu, &x, &bu), Err(shaderlm_engine::Error::DType { .. })));
+    assert!(matches!(f(gpu, &xh, &b), Err(shaderlm_engine::Error::DType { .. })));
+    let row = x.rows(0, 1).unwrap().reshape(&[8]).unwrap();
+    assert!(matches!(f(gpu, &x, &row), Err(shaderlm_engine::Error::Shape { .. })), "bias aliasing x");
+}
