@@ -40,12 +40,12 @@ fn stream_all(tokenizer: &Tokenizer, context: &[u32], ids: &[u32]) -> (String, u
     let mut stream = tokenizer.stream_after(context);
     let (mut text, mut held) = (String::new(), 0);
     for &id in ids {
-        match stream.push(id).unwrap() {
+        match stream.push(tokenizer, id).unwrap() {
             Some(piece) => text += &piece,
             None => held += 1,
         }
     }
-    if let Some(rest) = stream.finish().unwrap() {
+    if let Some(rest) = stream.finish(tokenizer).unwrap() {
         text += &rest;
     }
     (text, held)
@@ -163,8 +163,8 @@ fn streaming_decode_byte_level_bpe() {
     let mut stream = tokenizer.stream();
     let world = tokenizer.encode("世", false).unwrap();
     assert_eq!(world.len(), 3);
-    assert_eq!(stream.push(world[0]).unwrap(), None);
-    assert_eq!(stream.finish().unwrap().as_deref(), Some("\u{FFFD}"));
+    assert_eq!(stream.push(&tokenizer, world[0]).unwrap(), None);
+    assert_eq!(stream.finish(&tokenizer).unwrap().as_deref(), Some("\u{FFFD}"));
 }
 
 const CHATML_CONFIG: &str = r#"{"add_bos_token": false, "bos_token": "<s>", "eos_token": {"content": "</s>"},

@@ -116,17 +116,17 @@ impl Tokenizer {
     }
 
     /// A streaming decoder for generated ids, starting a fresh text.
-    pub fn stream(&self) -> TokenStream<'_> {
+    pub fn stream(&self) -> TokenStream {
         self.stream_after(&[])
     }
 
     /// A streaming decoder for ids that follow `context` (the prompt): the pieces it returns
     /// are exactly the text that the new ids add to the context's text (so the first
     /// generated word keeps its leading space).
-    pub fn stream_after(&self, context: &[u32]) -> TokenStream<'_> {
+    pub fn stream_after(&self, context: &[u32]) -> TokenStream {
         // A few ids of context are enough for the decoder to place spaces and join bytes.
         let keep = &context[context.len().saturating_sub(STREAM_CONTEXT)..];
-        TokenStream { tokenizer: self, ids: keep.to_vec(), prefix: 0, read: keep.len() }
+        TokenStream { ids: keep.to_vec(), prefix: 0, read: keep.len() }
     }
 
     /// Renders `messages` with the model's chat template, or with [`CHATML_TEMPLATE`] when it
@@ -203,8 +203,9 @@ const STREAM_CONTEXT: usize = 6;
 /// fallback, byte-level BPE) or change how the previous one reads (a SentencePiece leading
 /// space), so each step decodes the ids from `prefix` on and emits only the text past what
 /// `prefix..read` decoded to, and only once it no longer ends in an incomplete character.
-pub struct TokenStream<'a> {
-    tokenizer: &'a Tokenizer,
+/// It holds no borrow of the tokenizer (each call takes it), so a generation loop that owns the
+/// model mutably can keep one.
+pub struct TokenStream {
     ids: Vec<u32>,
     /// Start of the window that is decoded each step.
     prefix: usize,
@@ -212,11 +213,11 @@ pub struct TokenStream<'a> {
     read: usize,
 }
 
-impl TokenStream<'_> {
+impl TokenStream {
     /// Adds one id; returns the new text it completes, if any.
-    pub fn push(&mut self, id: u32) -> Result<Option<String>> {
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
-        let piece = self.pending()?;
+        let piece = self.pending(tokenizer)?;
         // U+FFFD at the end: the last bytes are part of a character still to come.
         if piece.is_empty() || piece.ends_with('\u{FFFD}') {
             return Ok(None);
@@ -227,17 +228,17 @@ impl TokenStream<'_> {
     }
 
     /// Text held back at the end of the stream (an incomplete character, as U+FFFD).
-    pub fn finish(&mut self) -> Result<Option<String>> {
-        let piece = self.pending()?;
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>> {
+        let piece = self.pending(tokenizer)?;
         self.prefix = self.read;
         self.read = self.ids.len();
         Ok(if piece.is_empty() { None } else { Some(piece) })
     }
 
     /// Text of `prefix..` past the text of `prefix..read`.
-    fn pending(&self) -> Result<String> {
-        let before = self.tokenizer.decode(&self.ids[self.prefix..self.read])?;
-        let now = self.tokenizer.decode(&self.ids[self.prefix..])?;
+    fn pending(&self, tokenizer: &Tokenizer) -> Result<String> {
+        let before = tokenizer.decode(&self.ids[self.prefix..self.read])?;
+        let now = tokenizer.decode(&self.ids[self.prefix..])?;
         // Should a decoder rewrite earlier text (rare), go by length, as text-generation-inference does.
         let piece = now.strip_prefix(before.as_str()).or_else(|| now.get(before.len()..)).unwrap_or_default();
         Ok(piece.to_string())
