@@ -12,11 +12,12 @@
 //        y[row_offset .. row_offset + rows]
 //   3  params: Params
 // Workgroup: WORKGROUP_SIZE threads (override, a power of two) own ROWS consecutive rows
-// (override). For each of its rows, thread t reads words t, t + WORKGROUP_SIZE, ... of the row
-// and keeps one partial sum in workgroup memory; a tree reduction (log2(WORKGROUP_SIZE) steps)
-// folds all rows' partials at once and thread r writes row r (thread r %
-// WORKGROUP_SIZE when ROWS is the larger). Grid: ceil(rows / ROWS)
-// workgroups, folded 2-D when large (flat_group_id).
+// (override, <= MAX_ROWS). Thread t reads words t, t + WORKGROUP_SIZE, ... of all ROWS rows:
+// for each word position it loads x once and issues ROWS independent weight loads, keeping one
+// partial sum per row (so a warp streams ROWS rows at once, 16 bytes per thread per row). The
+// reduction: a tree in workgroup memory (log2(WORKGROUP_SIZE) steps) folds all rows' partials
+// at once, then thread r (r % WORKGROUP_SIZE when ROWS is the larger) writes row r.
+// Grid: ceil(rows / ROWS) workgroups, folded 2-D when large (flat_group_id).
 // Requires: k % 8 == 0 (F16) or k % 4 == 0 (F32), so every row starts on a 16-byte word, and
 // 16-byte aligned bindings (matvec_scalar.wgsl takes any k). Fuses nothing.
 // Reference: reference::matvec::matvec.
@@ -37,38 +38,44 @@ override WORKGROUP_SIZE: u32 = 256u;
 override ROWS: u32 = 4u;
 override W_F16: bool = true;
 
+// Per-thread accumulators are a function-scope array, whose size must be a constant: ROWS may
+// not exceed it (the host checks). With ROWS fixed at pipeline creation the row loops unroll
+// and the array lives in registers.
+const MAX_ROWS: u32 = 8u;
+
 // Every thread's partial sum for every row: [ROWS][WORKGROUP_SIZE].
 var<workgroup> partials: array<f32, ROWS * WORKGROUP_SIZE>;
-
-// Word `c` of a row (holding `word`) times the matching elements of x.
-fn word_dot(c: u32, word: vec4<u32>) -> f32 {
-    if (W_F16) {
-        let lo = vec4<f32>(unpack2x16float(word.x), unpack2x16float(word.y));
-        let hi = vec4<f32>(unpack2x16float(word.z), unpack2x16float(word.w));
-        return dot(lo, x[2u * c]) + dot(hi, x[2u * c + 1u]);
-    }
-    return dot(bitcast<vec4<f32>>(word), x[c]);
-}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let row0 = flat_group_id(wid, nwg) * ROWS;
+    // acc[r]: this thread's share of row row0 + r. A workgroup past the last row re-reads the
+    // last row (rather than branch around the loads) and does not store those sums.
+    var acc: array<f32, MAX_ROWS>;  // zero-initialized
+    for (var c = lid; c < params.row_words; c += WORKGROUP_SIZE) {
+        if (W_F16) {
+            let x_lo = x[2u * c];
+            let x_hi = x[2u * c + 1u];
+            for (var r = 0u; r < ROWS; r++) {
+                let word = w[min(row0 + r, params.rows - 1u) * params.row_words + c];
+                let w_lo = vec4<f32>(unpack2x16float(word.x), unpack2x16float(word.y));
+                let w_hi = vec4<f32>(unpack2x16float(word.z), unpack2x16float(word.w));
+                acc[r] += dot(w_lo, x_lo) + dot(w_hi, x_hi);
+            }
+        } else {
+            let xv = x[c];
+            for (var r = 0u; r < ROWS; r++) {
+                let word = w[min(row0 + r, params.rows - 1u) * params.row_words + c];
+                acc[r] += dot(bitcast<vec4<f32>>(word), xv);
+            }
+        }
+    }
     for (var r = 0u; r < ROWS; r++) {
-        let row = row0 + r;
-        if (row >= params.rows) {
-            break;
-        }
-        let base = row * params.row_words;
-        var acc = 0.0;
-        for (var c = lid; c < params.row_words; c += WORKGROUP_SIZE) {
-            acc += word_dot(c, w[base + c]);
-        }
-        partials[r * WORKGROUP_SIZE + lid] = acc;
+        partials[r * WORKGROUP_SIZE + lid] = acc[r];
     }
     workgroupBarrier();
-    // Rows past the end left their slots unwritten; their sums are never stored.
     for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
         if (lid < stride) {
             for (var r = 0u; r < ROWS; r++) {

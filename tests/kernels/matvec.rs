@@ -20,7 +20,10 @@ pub const SUM_ATOL: f32 = 1e-7;
 pub fn assert_close_to_scale(case: &str, got: &[f32], want: &[f32], scale: &[f32], rtol: f32, atol: f32) {
     assert_eq!(got.len(), want.len(), "{case}: length");
     let bad: Vec<usize> = (0..got.len())
-        .filter(|&i| !((got[i] - want[i]).abs() <= atol + rtol * scale[i]))
+        .filter(|&i| {
+            let err = (got[i] - want[i]).abs();
+            err.is_nan() || err > atol + rtol * scale[i]
+        })
         .collect();
     if let Some(&i) = bad.first() {
         panic!(
@@ -57,7 +60,7 @@ fn check(gpu: &Gpu, n: usize, k: usize, dtype: DType, config: Option<MatvecConfi
     }
     .unwrap();
     let elements_per_word = if dtype == DType::F16 { 8 } else { 4 };
-    let shader = match (k % elements_per_word == 0, gpu.info().features.subgroups) {
+    let shader = match (k.is_multiple_of(elements_per_word), gpu.info().features.subgroups) {
         (true, true) => "matvec_subgroup",
         (true, false) => "matvec",
         (false, _) => "matvec_scalar",
@@ -106,7 +109,9 @@ fn matvec_f16_matches_reference() {
 
 #[test]
 fn matvec_other_workgroup_shapes_match_reference() {
-    let configs = [(32, 1), (64, 3), (128, 8), (1, 2)];
+    // The default (what a discrete GPU gets) and odd ones; `matvec` on lavapipe uses another.
+    let configs = [(256, 4), (32, 1), (64, 3), (128, 8), (1, 2)];
+    assert_eq!(MatvecConfig::default(), MatvecConfig { workgroup_size: 256, rows_per_workgroup: 4 });
     for gpu in gpus() {
         for (workgroup_size, rows_per_workgroup) in configs {
             let config = MatvecConfig { workgroup_size, rows_per_workgroup };
@@ -157,6 +162,24 @@ fn matvec_rejects_mismatches() {
     };
     assert!(bad(96, 4), "workgroup size not a power of two");
     assert!(bad(64, 0), "zero rows per workgroup");
+    assert!(bad(64, 9), "more rows per workgroup than the accumulators hold");
     assert!(bad(1 << 20, 1), "workgroup larger than the device allows");
-    assert!(bad(1024, 1 << 10), "workgroup memory larger than the device allows");
+    assert!(bad(1 << 12, 8), "workgroup larger than the device allows");
+}
+
+#[test]
+fn matvec_degenerate_shapes() {
+    for gpu in gpus() {
+        // k == 0: every output is an empty sum.
+        let w = Tensor::empty(gpu, &[3, 0], DType::F16).unwrap();
+        let x = Tensor::empty(gpu, &[0], DType::F32).unwrap();
+        let y = Tensor::empty(gpu, &[3], DType::F32).unwrap();
+        let got = run_poisoned(gpu, &matvec(gpu, &w, &x, &y).unwrap(), &y);
+        assert_eq!(got, [0.0; 3], "k = 0 [{}]", path(gpu));
+        // n == 0: nothing to do.
+        let w = Tensor::empty(gpu, &[0, 8], DType::F32).unwrap();
+        let x = Tensor::from_f32(gpu, &[8], DType::F32, &[1.0; 8]).unwrap();
+        let y = Tensor::empty(gpu, &[0], DType::F32).unwrap();
+        assert!(matvec(gpu, &w, &x, &y).unwrap().labels().is_empty());
+    }
 }

@@ -31,9 +31,12 @@ pub struct Params {
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 16);
 
+/// Largest `rows_per_workgroup`: the size of the shaders' per-thread accumulator array.
+pub const MAX_ROWS: u32 = 8;
+
 /// Pipeline-time shape of the kernel (WGSL `override`s): threads per workgroup and the rows
-/// each workgroup owns. The defaults suit a large GPU and are fine elsewhere; `engine_bench
-/// --sweep` measures the alternatives.
+/// each workgroup owns. The default is meant for a large GPU; `engine_bench --sweep` measures
+/// the alternatives on the GPU at hand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatvecConfig {
     /// Threads per workgroup; a power of two.
@@ -48,10 +51,22 @@ impl Default for MatvecConfig {
     }
 }
 
+impl MatvecConfig {
+    /// The shape `matvec` uses on `gpu`: the default, except on a CPU adapter (lavapipe), where
+    /// a workgroup runs as a loop on one core and 32 threads were measured about twice as fast.
+    pub fn for_gpu(gpu: &Gpu) -> MatvecConfig {
+        if gpu.info().device_type == "Cpu" {
+            MatvecConfig { workgroup_size: 32, rows_per_workgroup: 4 }
+        } else {
+            MatvecConfig::default()
+        }
+    }
+}
+
 /// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32 or F16; `x`: F32, `[K]` or `[1, K]`;
 /// `y`: F32, `[N]` or `[1, N]`, a buffer distinct from `x` and `w`.
 pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
-    matvec_with(gpu, w, x, y, MatvecConfig::default())
+    matvec_with(gpu, w, x, y, MatvecConfig::for_gpu(gpu))
 }
 
 /// [`matvec`] with an explicit workgroup shape (for tuning and benchmarks).
@@ -68,12 +83,16 @@ pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
     }
     check_config(gpu, OP, config)?;
 
+    if n == 0 {
+        return Ok(Op::empty());
+    }
     let chunks = w.row_chunks(gpu)?;
     // 16-byte words per row; the vectorized shaders need every row and binding on a word.
     let elements_per_word = if w.dtype() == DType::F16 { 8 } else { 4 };
-    let vectorized = k % elements_per_word == 0
-        && x.offset() % 16 == 0
-        && chunks.iter().all(|(_, c)| c.offset() % 16 == 0);
+    let vectorized = k > 0
+        && k.is_multiple_of(elements_per_word)
+        && x.offset().is_multiple_of(16)
+        && chunks.iter().all(|(_, c)| c.offset().is_multiple_of(16));
     let shader = match (vectorized, gpu.info().features.subgroups) {
         (true, true) => &VECTOR_SUBGROUP,
         (true, false) => &VECTOR,
@@ -115,8 +134,8 @@ fn check_config(gpu: &Gpu, op: &'static str, c: MatvecConfig) -> Result<()> {
     if !c.workgroup_size.is_power_of_two() || c.workgroup_size > max_threads {
         return Err(Error::shape(op, "workgroup_size (a power of two)", format!("<= {max_threads}"), c.workgroup_size));
     }
-    if c.rows_per_workgroup == 0 {
-        return Err(Error::shape(op, "rows_per_workgroup", ">= 1", 0));
+    if !(1..=MAX_ROWS).contains(&c.rows_per_workgroup) {
+        return Err(Error::shape(op, "rows_per_workgroup", format!("1 ..= {MAX_ROWS}"), c.rows_per_workgroup));
     }
     let shared = 4 * c.workgroup_size as u64 * c.rows_per_workgroup as u64;
     let limit = gpu.info().max_workgroup_storage_bytes as u64;
