@@ -75,19 +75,8 @@ fn check(gpu: &Gpu, n: usize, k: usize, dtype: DType, config: Option<MatvecConfi
 
 // k % 8 == 0 takes the vectorized shaders; other k the scalar one (F32 with k % 4 == 0 is
 // vectorized too: 36).
-const SHAPES: [(usize, usize); 11] = [
-    (1, 1),
-    (7, 33),
-    (33, 7),
-    (9, 36),
-    (5, 8),
-    (33, 64),
-    (257, 1000),
-    (1000, 257),
-    (3, 1000),
-    (64, 4096),
-    (130, 520),
-];
+const SHAPES: [(usize, usize); 11] =
+    [(1, 1), (7, 33), (33, 7), (9, 36), (5, 8), (33, 64), (257, 1000), (1000, 257), (3, 1000), (64, 4096), (130, 520)];
 
 #[test]
 fn matvec_f32_matches_reference() {
