@@ -205,3 +205,28 @@ fn matvec_f16_weight_past_the_binding_limit() {
         assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
     }
 }
+
+/// An F16 view of odd length inside its buffer ends in the middle of a word whose other half
+/// belongs to the next element: writing it must not clobber that element.
+#[test]
+fn f16_view_writes_leave_neighbours_alone() {
+    let gpu = &gpus()[0];
+    let v: Vec<f32> = (0..12).map(|i| i as f32 + 1.0).collect();
+    let t = Tensor::from_f32(gpu, &[4, 3], DType::F16, &v).unwrap();
+    let row2 = t.rows(2, 1).unwrap(); // elements 6..9: words 3 and 4, half of word 4 is row 3's
+    match row2.write_f32(gpu, &[-1.0; 3]) {
+        Ok(()) => {
+            let mut want = v.clone();
+            want[6..9].fill(-1.0);
+            assert_eq!(t.to_f32(gpu).unwrap(), want);
+        }
+        Err(e) => assert!(matches!(e, Error::Shape { .. }), "{e}"),
+    }
+    assert_eq!(t.to_f32(gpu).unwrap()[9..], v[9..], "the next row is untouched");
+    // A view that ends its buffer has nothing after it: an odd length is fine there.
+    let last = t.rows(2, 2).unwrap();
+    last.write_f32(gpu, &[5.0; 6]).unwrap();
+    assert_eq!(t.to_f32(gpu).unwrap()[6..], [5.0; 6]);
+    let odd_tail = Tensor::from_f32(gpu, &[3, 3], DType::F16, &v[..9]).unwrap().rows(2, 1).unwrap();
+    odd_tail.write_f32(gpu, &[7.0; 3]).unwrap();
+}
