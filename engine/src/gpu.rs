@@ -251,10 +251,15 @@ impl Gpu {
         }
         let source = shader.compose();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        // The kernels are this crate's own code, and every loop in them terminates: wgpu's forced
+        // loop bounding (an extra counter and exit in every loop) would only cost time and keep
+        // the driver from unrolling the short loops over override-sized tiles. All other
+        // runtime checks stay on.
+        let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+        let descriptor =
+            wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(source.into()) };
+        // SAFETY: see above; the only check relaxed is loop bounding, and no kernel loops forever.
+        let module = unsafe { self.device.create_shader_module_trusted(descriptor, checks) };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(shader.name),
             layout: None,

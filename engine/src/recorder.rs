@@ -136,6 +136,8 @@ impl<'g> Recorder<'g> {
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        // A copy is not a pass: it is stamped on the encoder, where the device allows that.
+        let stamp_copies = gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let mut labels = Vec::new();
         for (i, c) in self.commands.iter().enumerate() {
@@ -145,20 +147,28 @@ impl<'g> Recorder<'g> {
                 beginning_of_pass_write_index: Some(2 * i),
                 end_of_pass_write_index: Some(2 * i + 1),
             });
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
             match c {
                 Command::Dispatch(d) => {
+                    let mut pass =
+                        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
                     record(&mut pass, d);
                     labels.push((d.label.clone(), d.bytes));
                 }
-                Command::Copy { src, dst, bytes } => {
-                    drop(pass);
+                Command::Copy { src, dst, bytes } if stamp_copies => {
+                    encoder.write_timestamp(&queries, 2 * i);
                     encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
+                    encoder.write_timestamp(&queries, 2 * i + 1);
                     labels.push(("copy".into(), 2 * bytes));
                 }
+                Command::Copy { src, dst, bytes } => {
+                    // Every query must be written before it is resolved: stamp an empty pass.
+                    drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes }));
+                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
+                    labels.push(("copy (untimed)".into(), 2 * bytes));
+                }
                 Command::Readback { src, dst, bytes } => {
-                    drop(pass);
+                    // Every query must be written before it is resolved: stamp an empty pass.
+                    drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes }));
                     encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst, 0, *bytes);
                     labels.push(("readback".into(), *bytes));
                 }

@@ -75,7 +75,15 @@ impl Tensor {
         self.check_len("write_f32", data.len())?;
         match self.dtype {
             DType::F32 => self.write_words(gpu, bytemuck::cast_slice(data)),
-            DType::F16 => self.write_words(gpu, &crate::dtype::pack_f16(data)),
+            DType::F16 => {
+                // An odd count ends mid-word. Inside a buffer the word's other half is the next
+                // element, which a whole-word write would zero; at the buffer's end it is padding.
+                if data.len() % 2 == 1 && self.offset + self.byte_size() < self.buffer.size() {
+                    let what = "f16 view length (odd only at the end of its buffer)";
+                    return Err(Error::shape("write_f32", what, "even", data.len()));
+                }
+                self.write_words(gpu, &crate::dtype::pack_f16(data))
+            }
             other => Err(Error::dtype("write_f32", "tensor", &[DType::F32, DType::F16], other)),
         }
     }

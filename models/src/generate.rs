@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::model::Model;
+use crate::tokenizer::TokenStream;
 use crate::Result;
 
 /// How to pick each next token. `temperature <= 0` is greedy.
@@ -91,7 +92,10 @@ pub struct Generation<'m> {
     options: GenerateOptions,
     /// Ids generated so far (the last one not yet fed back to the model).
     ids: Vec<u32>,
-    /// Text of `ids` emitted so far, by byte length of the decoded text.
+    /// Turns ids into text pieces (keeps the first word's leading space, joins split characters).
+    decoder: TokenStream,
+    /// Text decoded so far, and how many bytes of it were returned.
+    text: String,
     emitted: usize,
     pending_first: Option<u32>,
     started: Instant,
@@ -103,13 +107,24 @@ impl<'m> Generation<'m> {
         let started = Instant::now();
         model.set_sampling(&options.sampling)?;
         let (first, prefilled) = model.prefill(&prompt_ids)?;
+        let decoder = model.tokenizer.stream_after(&prompt_ids);
         let stats = GenerationStats {
             prompt_tokens: prompt_ids.len(),
             prefilled_tokens: prefilled,
             time_to_first_token: started.elapsed(),
             ..Default::default()
         };
-        Ok(Generation { model, options, ids: Vec::new(), emitted: 0, pending_first: Some(first), started, stats })
+        Ok(Generation {
+            model,
+            options,
+            ids: Vec::new(),
+            decoder,
+            text: String::new(),
+            emitted: 0,
+            pending_first: Some(first),
+            started,
+            stats,
+        })
     }
 
     /// Runs to the end and returns the whole text.
@@ -160,39 +175,45 @@ impl<'m> Generation<'m> {
                 return Ok(self.flush());
             }
             self.ids.push(id);
-            let text = self.model.tokenizer.decode(&self.ids)?;
-            if let Some(cut) = self.options.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                self.finish(FinishReason::StopString);
-                return Ok(self.emit(&text, cut));
+            if let Some(piece) = self.decoder.push(&self.model.tokenizer, id)? {
+                self.text.push_str(&piece);
             }
-            // Hold back an incomplete UTF-8 character and anything that could start a stop string.
-            let mut safe = if text.ends_with('\u{FFFD}') { text.trim_end_matches('\u{FFFD}').len() } else { text.len() };
+            if let Some(cut) = self.find_stop() {
+                self.finish(FinishReason::StopString);
+                return Ok(self.emit(cut));
+            }
+            // Hold back what could be the start of a stop string.
             let hold = self.options.stop.iter().map(|s| s.len().saturating_sub(1)).max().unwrap_or(0);
-            safe = safe.saturating_sub(hold).max(self.emitted);
-            while !text.is_char_boundary(safe) {
+            let mut safe = self.text.len().saturating_sub(hold).max(self.emitted);
+            while !self.text.is_char_boundary(safe) {
                 safe -= 1;
             }
             if safe > self.emitted {
-                return Ok(self.emit(&text, safe));
+                return Ok(self.emit(safe));
             }
         }
     }
 
-    fn emit(&mut self, text: &str, end: usize) -> Option<String> {
+    /// Byte offset of the earliest stop string in the text, if one has appeared.
+    fn find_stop(&self) -> Option<usize> {
+        self.options.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text.find(s.as_str())).min()
+    }
+
+    /// Returns text[emitted..end] and marks it returned.
+    fn emit(&mut self, end: usize) -> Option<String> {
         let end = end.max(self.emitted);
-        let piece = text[self.emitted..end].to_string();
+        let piece = self.text[self.emitted..end].to_string();
         self.emitted = end;
         (!piece.is_empty()).then_some(piece)
     }
 
-    /// Whatever decoded text has not been returned yet (at the end).
+    /// At the end: whatever decoded text has not been returned yet, up to a stop string.
     fn flush(&mut self) -> Option<String> {
-        let text = self.model.tokenizer.decode(&self.ids).ok()?;
-        let end = match self.stats.finish {
-            Some(FinishReason::StopString) => self.emitted,
-            _ => text.len(),
-        };
-        self.emit(&text, end)
+        if let Ok(Some(rest)) = self.decoder.finish(&self.model.tokenizer) {
+            self.text.push_str(&rest);
+        }
+        let end = self.find_stop().unwrap_or(self.text.len());
+        self.emit(end)
     }
 }
 

@@ -89,7 +89,8 @@ impl Model {
         let path = path.as_ref();
         let ckpt = Checkpoint::open(path)?;
         let config = ckpt.config().clone();
-        let tokenizer = Tokenizer::from_checkpoint(&ckpt)?;
+        let mut tokenizer = ckpt.tokenizer()?;
+        tokenizer.add_eos_ids(&config.eos_token_ids);
         let gpu = Gpu::with_options(options.gpu.clone())?;
 
         let ctx = options.ctx.unwrap_or(4096).min(config.max_position_embeddings).max(1);

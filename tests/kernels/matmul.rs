@@ -1,1 +1,73 @@
-// Tests for matmul: not yet written.
+//! matmul vs reference::matmul, F32 and F16 weights, on every path.
+//!
+//! Tolerance: as for matvec (see tests/kernels/matvec.rs): the GPU sums K products in f32 in
+//! order, erring by at most about K * 2^-24 of sum_k |x[m, k] W[n, k]|; we allow 1e-5 of that
+//! sum (K <= 257 here, so about 16x the worst case) plus 1e-7.
+
+use crate::common::*;
+use crate::matvec::{assert_close_to_scale, SUM_ATOL, SUM_RTOL};
+use shaderlm_engine::kernels::matmul::matmul;
+use shaderlm_engine::{reference, DType, Error, Gpu, Tensor};
+
+fn check(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType) {
+    let case = format!("matmul m={m} n={n} k={k} w={dtype} [{}]", path(gpu));
+    let mut rng = Rng::new((m * 7919 + n * 131 + k) as u64);
+    let xs = rng.vec(m * k, 1.0);
+    let mut ws = rng.vec(n * k, 1.0);
+    if dtype == DType::F16 {
+        ws = round_f16(&ws);
+    }
+    let x = Tensor::from_f32(gpu, &[m, k], DType::F32, &xs).unwrap();
+    let w = Tensor::from_f32(gpu, &[n, k], dtype, &ws).unwrap();
+    let y = Tensor::empty(gpu, &[m, n], DType::F32).unwrap();
+    let got = run_poisoned(gpu, &matmul(gpu, &x, &w, &y).unwrap(), &y);
+    let (mut want, mut scale) = (vec![0.0; m * n], vec![0.0; m * n]);
+    reference::matmul::matmul(&xs, &ws, &mut want, (m, n, k));
+    reference::matmul::matmul_abs(&xs, &ws, &mut scale, (m, n, k));
+    assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+}
+
+const NK: [(usize, usize); 6] = [(1, 1), (7, 33), (33, 7), (257, 100), (100, 257), (64, 64)];
+
+#[test]
+fn matmul_f32_matches_reference() {
+    for gpu in gpus() {
+        for m in [1, 7, 33, 65] {
+            for (n, k) in NK {
+                check(gpu, m, n, k, DType::F32);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_f16_matches_reference() {
+    for gpu in gpus() {
+        for m in [1, 7, 33, 65] {
+            for (n, k) in NK {
+                check(gpu, m, n, k, DType::F16);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_rejects_mismatches() {
+    let gpu = &gpus()[0];
+    let t = |shape: &[usize], dtype| Tensor::empty(gpu, shape, dtype).unwrap();
+    let (x, w, y) = (t(&[3, 8], DType::F32), t(&[5, 8], DType::F16), t(&[3, 5], DType::F32));
+    assert!(matmul(gpu, &x, &w, &y).is_ok());
+
+    let shape = |r: Result<_, Error>| matches!(r, Err(Error::Shape { .. }));
+    let dtype = |r: Result<_, Error>| matches!(r, Err(Error::DType { .. }));
+    assert!(shape(matmul(gpu, &t(&[3, 9], DType::F32), &w, &y)), "k differs");
+    assert!(shape(matmul(gpu, &x, &w, &t(&[3, 4], DType::F32))), "y columns");
+    assert!(shape(matmul(gpu, &x, &w, &t(&[4, 5], DType::F32))), "y rows");
+    assert!(shape(matmul(gpu, &x, &w, &t(&[15], DType::F32))), "y not 2-D");
+    assert!(shape(matmul(gpu, &t(&[24], DType::F32), &w, &y)), "x not 2-D");
+    let square = t(&[3, 5], DType::F32);
+    assert!(shape(matmul(gpu, &square, &t(&[5, 5], DType::F32), &square)), "y aliases x");
+    assert!(dtype(matmul(gpu, &t(&[3, 8], DType::F16), &w, &y)), "f16 x");
+    assert!(dtype(matmul(gpu, &x, &t(&[5, 8], DType::U32), &y)), "u32 w");
+    assert!(dtype(matmul(gpu, &x, &w, &t(&[3, 5], DType::F16))), "f16 y");
+}

@@ -1,1 +1,84 @@
-//! matmul: see shaders/matmul.wgsl (not yet written).
+//! Matrix product for prefill: `y[m, n] = sum_k x[m, k] * W[n, k]` (shaders/matmul.wgsl).
+//!
+//! Tiled through workgroup memory: each workgroup computes a 64 x 64 tile of y, each thread a
+//! 4 x 4 block of it. A weight larger than one storage binding is bound in row chunks, one
+//! dispatch each; every dispatch writes its columns of `y` at `row_offset`.
+
+use super::{dims2, dispatch, expect_dtype, shader, Bind, Op, Shader};
+use crate::error::{Error, Result};
+use crate::{DType, Gpu, Tensor};
+
+const SHADER: Shader = shader!("matmul");
+
+/// Threads per workgroup along m and n (WGSL overrides `THREADS_M`, `THREADS_N`), the tile
+/// depth along k (`TILE_K`), and the outputs per thread along each axis (fixed in the shader).
+const THREADS_M: u32 = 16;
+const THREADS_N: u32 = 16;
+const TILE_K: u32 = 16;
+const PER_THREAD: u32 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows of x and y.
+    pub m: u32,
+    /// Rows of W in this dispatch (one row chunk).
+    pub n: u32,
+    /// The reduced dimension.
+    pub k: u32,
+    /// Elements per row of y (all of W's rows).
+    pub y_stride: u32,
+    /// Column of y of this dispatch's first row of W.
+    pub row_offset: u32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<Params>() == 32);
+
+/// `y[m, n] = sum_k x[m, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32 or F16;
+/// `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes, `M == 1` included.
+pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
+    const OP: &str = "matmul";
+    expect_dtype(OP, "x", x, &[DType::F32])?;
+    expect_dtype(OP, "w", w, &[DType::F32, DType::F16])?;
+    expect_dtype(OP, "y", y, &[DType::F32])?;
+    let (m, k) = dims2(OP, "x", x)?;
+    let (n, wk) = dims2(OP, "w", w)?;
+    if wk != k {
+        return Err(Error::shape(OP, "w columns (= x columns)", k, wk));
+    }
+    super::expect_shape(OP, "y", y, &[m, n])?;
+    if y.same_buffer(x) || y.same_buffer(w) {
+        return Err(Error::shape(OP, "y buffer (must not alias x or w)", "a distinct buffer", "shared"));
+    }
+
+    let constants = [
+        ("THREADS_M", THREADS_M as f64),
+        ("THREADS_N", THREADS_N as f64),
+        ("TILE_K", TILE_K as f64),
+        ("W_F16", if w.dtype() == DType::F16 { 1.0 } else { 0.0 }),
+    ];
+    let max_groups = gpu.info().max_workgroups_per_dimension;
+    let groups_m = (m as u32).div_ceil(PER_THREAD * THREADS_M);
+    let mut dispatches = Vec::new();
+    for (first_row, chunk) in w.row_chunks(gpu)? {
+        let rows = chunk.shape()[0];
+        let groups_n = (rows as u32).div_ceil(PER_THREAD * THREADS_N);
+        // The shader reads its tile from workgroup_id.x/.y directly: the grid must not be folded.
+        if groups_n > max_groups || groups_m > max_groups {
+            let what = format!("{OP}: workgroup grid [{groups_n}, {groups_m}]");
+            return Err(Error::TooLarge { what, bytes: groups_n.max(groups_m) as u64, limit: max_groups as u64 });
+        }
+        let params = Params {
+            m: m as u32,
+            n: rows as u32,
+            k: k as u32,
+            y_stride: n as u32,
+            row_offset: first_row as u32,
+            _pad: [0; 3],
+        };
+        let uniform = gpu.uniform(OP, &params);
+        let binds = [Bind::Tensor(x), Bind::Tensor(&chunk), Bind::Tensor(y), Bind::Uniform(&uniform)];
+        dispatches.push(dispatch(gpu, OP, &SHADER, &constants, &binds, [groups_n.max(1), groups_m.max(1), 1])?);
+    }
+    Ok(Op { dispatches })
+}

@@ -1,1 +1,146 @@
-//! matvec: see shaders/matvec.wgsl (not yet written).
+//! Matrix-vector product for decode: `y[n] = sum_k W[n, k] * x[k]` (shaders/matvec*.wgsl).
+//!
+//! Three shaders, one picked per call in one line:
+//! - `matvec_subgroup`: 16-byte weight words, partial sums folded with `subgroupAdd` (fast path);
+//! - `matvec`: the same loads, folded by a tree in workgroup memory (portable path);
+//! - `matvec_scalar`: one element per load, for a `k` whose rows do not start on 16-byte words
+//!   (F16 with `k % 8 != 0`, F32 with `k % 4 != 0`).
+//!
+//! A weight larger than one storage binding is bound in row chunks, one dispatch each; every
+//! dispatch writes its rows of `y` at `row_offset`.
+
+use super::{dims2, dispatch, expect_dtype, shader, Bind, Op, Shader};
+use crate::error::{Error, Result};
+use crate::{DType, Gpu, Tensor};
+
+const VECTOR: Shader = shader!("matvec");
+const VECTOR_SUBGROUP: Shader = shader!("matvec_subgroup");
+const SCALAR: Shader = shader!("matvec_scalar");
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows of W in this dispatch (one row chunk).
+    pub rows: u32,
+    /// Elements per row, the length of x.
+    pub k: u32,
+    /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32); the vectorized shaders' stride.
+    pub row_words: u32,
+    /// Index in y of this dispatch's first row.
+    pub row_offset: u32,
+}
+const _: () = assert!(std::mem::size_of::<Params>() == 16);
+
+/// Largest `rows_per_workgroup`: the size of the shaders' per-thread accumulator array.
+pub const MAX_ROWS: u32 = 8;
+
+/// Pipeline-time shape of the kernel (WGSL `override`s): threads per workgroup and the rows
+/// each workgroup owns. The default is meant for a large GPU; `engine_bench --sweep` measures
+/// the alternatives on the GPU at hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatvecConfig {
+    /// Threads per workgroup; a power of two.
+    pub workgroup_size: u32,
+    /// Consecutive rows of W each workgroup reduces.
+    pub rows_per_workgroup: u32,
+}
+
+impl Default for MatvecConfig {
+    fn default() -> Self {
+        MatvecConfig { workgroup_size: 256, rows_per_workgroup: 4 }
+    }
+}
+
+impl MatvecConfig {
+    /// The shape `matvec` uses on `gpu`: the default, except on a CPU adapter (lavapipe), where
+    /// a workgroup runs as a loop on one core and 32 threads were measured about twice as fast.
+    pub fn for_gpu(gpu: &Gpu) -> MatvecConfig {
+        if gpu.info().device_type == "Cpu" {
+            MatvecConfig { workgroup_size: 32, rows_per_workgroup: 4 }
+        } else {
+            MatvecConfig::default()
+        }
+    }
+}
+
+/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32 or F16; `x`: F32, `[K]` or `[1, K]`;
+/// `y`: F32, `[N]` or `[1, N]`, a buffer distinct from `x` and `w`.
+pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
+    matvec_with(gpu, w, x, y, MatvecConfig::for_gpu(gpu))
+}
+
+/// [`matvec`] with an explicit workgroup shape (for tuning and benchmarks).
+pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig) -> Result<Op> {
+    const OP: &str = "matvec";
+    expect_dtype(OP, "w", w, &[DType::F32, DType::F16])?;
+    expect_dtype(OP, "x", x, &[DType::F32])?;
+    expect_dtype(OP, "y", y, &[DType::F32])?;
+    let (n, k) = dims2(OP, "w", w)?;
+    expect_vector(OP, "x", x, k)?;
+    expect_vector(OP, "y", y, n)?;
+    if y.same_buffer(x) || y.same_buffer(w) {
+        return Err(Error::shape(OP, "y buffer (must not alias x or w)", "a distinct buffer", "shared"));
+    }
+    check_config(gpu, OP, config)?;
+
+    if n == 0 {
+        return Ok(Op::empty());
+    }
+    let chunks = w.row_chunks(gpu)?;
+    // 16-byte words per row; the vectorized shaders need every row and binding on a word.
+    let elements_per_word = if w.dtype() == DType::F16 { 8 } else { 4 };
+    let vectorized = k > 0
+        && k.is_multiple_of(elements_per_word)
+        && x.offset().is_multiple_of(16)
+        && chunks.iter().all(|(_, c)| c.offset().is_multiple_of(16));
+    let shader = match (vectorized, gpu.info().features.subgroups) {
+        (true, true) => &VECTOR_SUBGROUP,
+        (true, false) => &VECTOR,
+        (false, _) => &SCALAR,
+    };
+    let constants = [
+        ("WORKGROUP_SIZE", config.workgroup_size as f64),
+        ("ROWS", config.rows_per_workgroup as f64),
+        ("W_F16", if w.dtype() == DType::F16 { 1.0 } else { 0.0 }),
+    ];
+
+    let mut dispatches = Vec::with_capacity(chunks.len());
+    for (first_row, chunk) in &chunks {
+        let rows = chunk.shape()[0];
+        let params = Params {
+            rows: rows as u32,
+            k: k as u32,
+            row_words: (k / elements_per_word) as u32,
+            row_offset: *first_row as u32,
+        };
+        let uniform = gpu.uniform(OP, &params);
+        let groups = (rows as u32).div_ceil(config.rows_per_workgroup);
+        let binds = [Bind::Tensor(chunk), Bind::Tensor(x), Bind::Tensor(y), Bind::Uniform(&uniform)];
+        dispatches.push(dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?);
+    }
+    Ok(Op { dispatches })
+}
+
+/// Checks that `t` is a vector of `len` elements, shaped `[len]` or `[1, len]`.
+pub(crate) fn expect_vector(op: &'static str, what: &str, t: &Tensor, len: usize) -> Result<()> {
+    match *t.shape() {
+        [l] | [1, l] if l == len => Ok(()),
+        _ => Err(Error::shape(op, format!("{what} shape"), format!("[{len}] or [1, {len}]"), t.shape())),
+    }
+}
+
+fn check_config(gpu: &Gpu, op: &'static str, c: MatvecConfig) -> Result<()> {
+    let max_threads = gpu.info().max_invocations_per_workgroup;
+    if !c.workgroup_size.is_power_of_two() || c.workgroup_size > max_threads {
+        return Err(Error::shape(op, "workgroup_size (a power of two)", format!("<= {max_threads}"), c.workgroup_size));
+    }
+    if !(1..=MAX_ROWS).contains(&c.rows_per_workgroup) {
+        return Err(Error::shape(op, "rows_per_workgroup", format!("1 ..= {MAX_ROWS}"), c.rows_per_workgroup));
+    }
+    let shared = 4 * c.workgroup_size as u64 * c.rows_per_workgroup as u64;
+    let limit = gpu.info().max_workgroup_storage_bytes as u64;
+    if shared > limit {
+        return Err(Error::TooLarge { what: format!("{op}: workgroup memory for {c:?}"), bytes: shared, limit });
+    }
+    Ok(())
+}

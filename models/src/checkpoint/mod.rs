@@ -184,4 +184,18 @@ impl Checkpoint {
         }
         Ok(view)
     }
+
+    /// The tensor `name`, checked to have shape `expected`, as f32 values in Hugging Face
+    /// layout (whatever the file stores).
+    pub fn tensor_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        self.expect_shape(name, expected)?.to_f32()
+    }
+
+    /// The tokenizer that came with the checkpoint (tokenizer.json and tokenizer_config.json
+    /// beside config.json).
+    pub fn tokenizer(&self) -> Result<crate::tokenizer::Tokenizer> {
+        match &self.source {
+            Source::Safetensors(_) => crate::tokenizer::Tokenizer::from_folder(&self.path),
+        }
+    }
 }

@@ -1,0 +1,312 @@
+//! engine_bench: memory bandwidth and the linear-algebra kernels on the GPU it runs on.
+//!
+//! ```sh
+//! cargo run --release --example engine_bench              # full shapes (a real GPU)
+//! cargo run --release --example engine_bench -- --quick   # small shapes (lavapipe: seconds)
+//! cargo run --release --example engine_bench -- --sweep   # also try matvec workgroup shapes
+//! ```
+//!
+//! It prints, for the adapter it opens (`SHADERLM_ADAPTER` picks one):
+//! 1. copy bandwidth: one large buffer-to-buffer copy, counted two ways, read + write
+//!    (2 x bytes copied / time) and read only (bytes copied / time);
+//! 2. matvec GB/s, F32 and F16 weights, at 4096x4096, 11008x4096 and 4096x11008 (N x K), where
+//!    bytes = weight + x + y, each counted once;
+//! 3. matmul GFLOP/s (2 M N K / time) at M = 512, N = K = 4096, F32 and F16 weights;
+//! 4. each matvec's fraction of the copy's read-only bandwidth: both read every byte once,
+//!    so this compares like with like (the fraction of the read + write figure is half of it).
+//!
+//! Timing: GPU timestamps where the adapter has them (each dispatch in its own timed pass; the
+//! median over many runs), else wall clock. The wall-clock time per run over several
+//! submissions of many runs each is printed beside it: the gap is launch and submission
+//! overhead. Each op is warmed up first.
+//! Weights rotate over enough copies (512 MiB in all) that they come from memory, not from a
+//! cache; all inputs are random, never zeros.
+
+use std::time::Instant;
+
+use shaderlm_engine::kernels::matmul::matmul;
+use shaderlm_engine::kernels::matvec::{matvec_with, MatvecConfig};
+use shaderlm_engine::{DType, Gpu, Op, Recorder, Result, Tensor};
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+struct Shapes {
+    copy_bytes: u64,
+    matvec: [(usize, usize); 3],
+    matmul: (usize, usize, usize),
+    /// Weight bytes to rotate over per matvec shape (at least one copy).
+    rotate_bytes: u64,
+    timed_runs: usize,
+}
+
+const FULL: Shapes = Shapes {
+    copy_bytes: 1 << 30,
+    matvec: [(4096, 4096), (11008, 4096), (4096, 11008)],
+    matmul: (512, 4096, 4096),
+    rotate_bytes: 512 << 20,
+    timed_runs: 200,
+};
+
+const QUICK: Shapes = Shapes {
+    copy_bytes: 64 << 20,
+    matvec: [(512, 512), (1376, 512), (512, 1376)],
+    matmul: (64, 256, 256),
+    rotate_bytes: 0,
+    timed_runs: 10,
+};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let sweep = args.iter().any(|a| a == "--sweep");
+    if let Some(a) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--sweep")) {
+        eprintln!("unknown argument {a:?}; usage: engine_bench [--quick] [--sweep]");
+        std::process::exit(2);
+    }
+    let shapes = if quick { &QUICK } else { &FULL };
+    let gpu = Gpu::new()?;
+    let timestamps = gpu.info().features.timestamp_query;
+    println!("engine_bench{} on {}", if quick { " --quick" } else { "" }, gpu.info());
+    println!(
+        "timing: {}; matvec weights rotate over {} MiB per shape (at least one copy)",
+        if timestamps {
+            "GPU timestamps, median per run (each dispatch in its own timed pass); \
+             wall = clock over 5 submissions of many runs, back to back"
+        } else {
+            "wall clock over 5 submissions of many runs, back to back (no timestamp queries)"
+        },
+        shapes.rotate_bytes >> 20
+    );
+
+    // 1. Copy bandwidth.
+    let copy_bytes = shapes.copy_bytes.min(gpu.info().max_buffer_bytes) & !3;
+    let src = Tensor::from_u32(&gpu, &[copy_bytes as usize / 4], &random_words(copy_bytes as usize / 4, 1))?;
+    let dst = Tensor::empty(&gpu, &[copy_bytes as usize / 4], DType::U32)?;
+    let copy = time_runs(&gpu, shapes.timed_runs.min(20), 1, |rec, _| rec.copy(&src, &dst))?;
+    drop((src, dst));
+    let copy_read = copy_bytes as f64 / copy.seconds() / 1e9;
+    println!();
+    println!("copy of {} MiB, buffer to buffer: {:.3} ms", copy_bytes >> 20, copy.seconds() * 1e3);
+    println!("  read + write  {:>8.1} GB/s   (2 x bytes copied / time)", 2.0 * copy_read);
+    println!("  read only     {:>8.1} GB/s   (bytes copied / time; the matvec comparison below)", copy_read);
+
+    // 2. Matvec.
+    let config = MatvecConfig::for_gpu(&gpu);
+    println!();
+    println!("matvec workgroups: {} threads x {} rows", config.workgroup_size, config.rows_per_workgroup);
+    println!(
+        "{:<8} {:>14} {:>5} {:>11} {:>10} {:>10} {:>9} {:>13}",
+        "op", "N x K", "w", "bytes MiB", "gpu us", "wall us", "GB/s", "of copy read"
+    );
+    let mut f16_fractions = Vec::new();
+    for &(n, k) in &shapes.matvec {
+        for dtype in [DType::F32, DType::F16] {
+            let bench = MatvecBench::new(&gpu, n, k, dtype, shapes.rotate_bytes)?;
+            let t = bench.time(&gpu, config, shapes.timed_runs)?;
+            let gbs = bench.bytes as f64 / t.seconds() / 1e9;
+            if dtype == DType::F16 {
+                f16_fractions.push((n, k, gbs / copy_read));
+            }
+            println!(
+                "{:<8} {:>14} {:>5} {:>11.1} {:>10} {:>10.2} {:>9.1} {:>12.1}%",
+                "matvec",
+                format!("{n} x {k}"),
+                dtype.to_string(),
+                bench.bytes as f64 / MIB,
+                t.gpu.map_or("-".into(), |s| format!("{:.2}", s * 1e6)),
+                t.wall * 1e6,
+                gbs,
+                100.0 * gbs / copy_read
+            );
+            if sweep {
+                bench.sweep(&gpu, shapes.timed_runs)?;
+            }
+        }
+    }
+
+    // 3. Matmul.
+    let (m, n, k) = shapes.matmul;
+    println!();
+    println!("{:<8} {:>20} {:>5} {:>10} {:>10} {:>10}", "op", "M x N x K", "w", "gpu us", "wall us", "GFLOP/s");
+    let mut rng = Rng(7);
+    let x = Tensor::from_f32(&gpu, &[m, k], DType::F32, &rng.vec(m * k))?;
+    let y = Tensor::empty(&gpu, &[m, n], DType::F32)?;
+    let wdata = rng.vec(n * k);
+    for dtype in [DType::F32, DType::F16] {
+        let w = Tensor::from_f32(&gpu, &[n, k], dtype, &wdata)?;
+        let op = matmul(&gpu, &x, &w, &y)?;
+        let runs = (shapes.timed_runs / 10).max(5);
+        let t = time_runs(&gpu, runs, op.labels().len(), |rec, _| {
+            rec.run(&op);
+            Ok(())
+        })?;
+        println!(
+            "{:<8} {:>20} {:>5} {:>10} {:>10.1} {:>10.1}",
+            "matmul",
+            format!("{m} x {n} x {k}"),
+            dtype.to_string(),
+            t.gpu.map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
+            t.wall * 1e6,
+            2.0 * (m * n * k) as f64 / t.seconds() / 1e9
+        );
+    }
+
+    // 4. The f16 matvec against the copy.
+    println!();
+    println!("f16 matvec bandwidth as a fraction of copy bandwidth (read only = read + write / 2):");
+    for (n, k, f) in f16_fractions {
+        println!("  {n} x {k}: {:.1}% of read only, {:.1}% of read + write", 100.0 * f, 50.0 * f);
+    }
+    Ok(())
+}
+
+/// One matvec shape: the weight in enough copies to rotate over, x and y.
+struct MatvecBench {
+    weights: Vec<Tensor>,
+    x: Tensor,
+    y: Tensor,
+    /// Bytes one matvec moves: weight + x + y.
+    bytes: u64,
+}
+
+impl MatvecBench {
+    fn new(gpu: &Gpu, n: usize, k: usize, dtype: DType, rotate_bytes: u64) -> Result<MatvecBench> {
+        let mut rng = Rng((n * 31 + k) as u64);
+        let first = Tensor::from_f32(gpu, &[n, k], dtype, &rng.vec(n * k))?;
+        let copies = rotate_bytes.div_ceil(first.byte_size()).clamp(1, 32) as usize;
+        let mut weights = vec![first.clone()];
+        let mut rec = Recorder::new(gpu);
+        for _ in 1..copies {
+            let w = Tensor::empty(gpu, &[n, k], dtype)?;
+            rec.copy(&first, &w)?;
+            weights.push(w);
+        }
+        rec.submit()?;
+        gpu.wait()?;
+        let x = Tensor::from_f32(gpu, &[k], DType::F32, &rng.vec(k))?;
+        let y = Tensor::empty(gpu, &[n], DType::F32)?;
+        let bytes = first.byte_size() + x.byte_size() + y.byte_size();
+        Ok(MatvecBench { weights, x, y, bytes })
+    }
+
+    fn time(&self, gpu: &Gpu, config: MatvecConfig, runs: usize) -> Result<Timing> {
+        let ops =
+            self.weights.iter().map(|w| matvec_with(gpu, w, &self.x, &self.y, config)).collect::<Result<Vec<Op>>>()?;
+        time_runs(gpu, runs, ops[0].labels().len(), |rec, i| {
+            rec.run(&ops[i % ops.len()]);
+            Ok(())
+        })
+    }
+
+    /// GB/s for each workgroup shape the device allows, best first.
+    fn sweep(&self, gpu: &Gpu, runs: usize) -> Result<()> {
+        let mut results = Vec::new();
+        for workgroup_size in [32, 64, 128, 256, 512, 1024] {
+            for rows_per_workgroup in [1, 2, 4, 8] {
+                let config = MatvecConfig { workgroup_size, rows_per_workgroup };
+                // Shapes the device refuses are skipped.
+                if let Ok(t) = self.time(gpu, config, runs) {
+                    results.push((self.bytes as f64 / t.seconds() / 1e9, config));
+                }
+            }
+        }
+        results.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (gbs, c) in results.iter().take(8) {
+            println!(
+                "    sweep: {:>5} threads x {:>2} rows: {:>8.1} GB/s",
+                c.workgroup_size, c.rows_per_workgroup, gbs
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Seconds per run: GPU time (timestamps) when the adapter has it, and wall clock always.
+struct Timing {
+    gpu: Option<f64>,
+    wall: f64,
+}
+
+impl Timing {
+    /// The figure used for rates: GPU time where measured.
+    fn seconds(&self) -> f64 {
+        self.gpu.unwrap_or(self.wall)
+    }
+}
+
+/// Times `runs` runs of `record(rec, i)` (each recording `commands_per_run` commands), after a
+/// warm-up submission. GPU time: the median over runs of the sum of each run's timed commands.
+/// Wall clock: five submissions back to back, each of enough runs for about 10 ms of GPU work,
+/// divided by the runs; the recorder encodes at submit, so all but the first submission's
+/// encoding overlaps the GPU's work (what is left is counted: an upper bound).
+fn time_runs(
+    gpu: &Gpu,
+    runs: usize,
+    commands_per_run: usize,
+    record: impl Fn(&mut Recorder, usize) -> Result<()>,
+) -> Result<Timing> {
+    // Submits `batches` recorders of `count` runs each, back to back; returns seconds to idle.
+    let submit_batches = |batches: usize, count: usize| -> Result<f64> {
+        let start = Instant::now();
+        for b in 0..batches {
+            let mut rec = Recorder::new(gpu);
+            for i in 0..count {
+                record(&mut rec, b * count + i)?;
+            }
+            rec.submit()?;
+        }
+        gpu.wait()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    submit_batches(1, runs.max(2))?; // warm-up: pipelines, first touch of buffers, clocks
+
+    let gpu_time = if gpu.info().features.timestamp_query {
+        // At most 2048 commands per timed submission (4096 queries).
+        let runs = runs.min(2048 / commands_per_run.max(1)).max(1);
+        let mut rec = Recorder::new(gpu);
+        for i in 0..runs {
+            record(&mut rec, i)?;
+        }
+        let times = rec.submit_timed()?;
+        let mut per_run: Vec<f64> =
+            times.chunks(commands_per_run.max(1)).map(|c| c.iter().map(|t| t.seconds).sum()).collect();
+        per_run.sort_by(f64::total_cmp);
+        let untimed = times.iter().any(|t| t.label.contains("untimed"));
+        (!untimed && !per_run.is_empty()).then(|| per_run[per_run.len() / 2]).filter(|&s| s > 0.0)
+    } else {
+        None
+    };
+
+    let estimate = match gpu_time {
+        Some(s) => s,
+        None => submit_batches(1, runs)? / runs as f64,
+    };
+    let count = ((0.01 / estimate.max(1e-9)) as usize).clamp(runs.min(100), 10_000);
+    let batches = 5;
+    let wall = submit_batches(batches, count)? / (batches * count) as f64;
+    Ok(Timing { gpu: gpu_time, wall })
+}
+
+/// Random 32-bit words (the copy's source: what it holds does not matter, but it is not zero).
+fn random_words(n: usize, seed: u64) -> Vec<u32> {
+    let mut rng = Rng(seed);
+    (0..n).map(|_| rng.next() as u32).collect()
+}
+
+/// SplitMix64, as in the tests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// `n` values uniform in [-1, 1).
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0).collect()
+    }
+}
