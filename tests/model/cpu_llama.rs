@@ -1,0 +1,120 @@
+//! A CPU reference forward pass of the Llama family (Hugging Face conventions: rotate_half RoPE,
+//! repeat_kv for grouped-query attention, optional q/k/v biases, Llama-3 rope scaling), in f64,
+//! over the weights of a checkpoint. Slow and plain on purpose: the GPU model is checked against it.
+
+use shaderlm::checkpoint::{Checkpoint, Config};
+
+pub struct CpuLlama {
+    cfg: Config,
+    w: std::collections::HashMap<String, Vec<f64>>,
+    inv_freq: Vec<f64>,
+}
+
+fn rms_norm(x: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+    let r = 1.0 / (ms + eps).sqrt();
+    x.iter().zip(w).map(|(v, g)| v * r * g).collect()
+}
+
+/// y = W x for W (out, in) row-major.
+fn linear(w: &[f64], x: &[f64]) -> Vec<f64> {
+    let k = x.len();
+    w.chunks(k).map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+}
+
+impl CpuLlama {
+    pub fn load(ckpt: &Checkpoint) -> CpuLlama {
+        let cfg = ckpt.config().clone();
+        let mut w = std::collections::HashMap::new();
+        for name in ckpt.tensor_names() {
+            let view = ckpt.tensor(name).unwrap();
+            w.insert(name.to_string(), view.to_f32().unwrap().into_iter().map(f64::from).collect());
+        }
+        let inv_freq = shaderlm::llama::rope_frequencies(&cfg).into_iter().map(f64::from).collect();
+        CpuLlama { cfg, w, inv_freq }
+    }
+
+    fn get(&self, name: &str) -> &[f64] {
+        self.w.get(name).unwrap_or_else(|| panic!("tensor {name}"))
+    }
+
+    fn rope(&self, x: &mut [f64], n_heads: usize, pos: usize) {
+        let hd = self.cfg.head_dim;
+        let half = self.inv_freq.len();
+        for h in 0..n_heads {
+            let head = &mut x[h * hd..(h + 1) * hd];
+            for i in 0..half {
+                let (s, c) = (pos as f64 * self.inv_freq[i]).sin_cos();
+                let (a, b) = (head[i], head[i + half]);
+                head[i] = a * c - b * s;
+                head[i + half] = b * c + a * s;
+            }
+        }
+    }
+
+    /// Logits (len, vocab) for `ids` at positions 0..len.
+    pub fn logits(&self, ids: &[u32]) -> Vec<Vec<f64>> {
+        let c = &self.cfg;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let eps = c.rms_norm_eps as f64;
+        let emb = self.get("model.embed_tokens.weight");
+        let h = c.hidden_size;
+        let mut xs: Vec<Vec<f64>> = ids.iter().map(|&t| emb[t as usize * h..(t as usize + 1) * h].to_vec()).collect();
+        for l in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            let mut keys = Vec::new();
+            let mut values = Vec::new();
+            let mut queries = Vec::new();
+            for (pos, x) in xs.iter().enumerate() {
+                let xn = rms_norm(x, self.get(&format!("{p}.input_layernorm.weight")), eps);
+                let mut q = linear(self.get(&format!("{p}.self_attn.q_proj.weight")), &xn);
+                let mut k = linear(self.get(&format!("{p}.self_attn.k_proj.weight")), &xn);
+                let mut v = linear(self.get(&format!("{p}.self_attn.v_proj.weight")), &xn);
+                if c.attention_bias {
+                    for (t, b) in [(&mut q, "q"), (&mut k, "k"), (&mut v, "v")] {
+                        for (a, bb) in t.iter_mut().zip(self.get(&format!("{p}.self_attn.{b}_proj.bias"))) {
+                            *a += bb;
+                        }
+                    }
+                }
+                self.rope(&mut q, nh, pos);
+                self.rope(&mut k, nkv, pos);
+                queries.push(q);
+                keys.push(k);
+                values.push(v);
+            }
+            for (pos, x) in xs.iter_mut().enumerate() {
+                let mut att = vec![0.0; nh * hd];
+                for head in 0..nh {
+                    let kvh = head / (nh / nkv);
+                    let q = &queries[pos][head * hd..(head + 1) * hd];
+                    let scores: Vec<f64> = (0..=pos)
+                        .map(|j| q.iter().zip(&keys[j][kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                        .collect();
+                    let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for (j, ej) in e.iter().enumerate() {
+                        for d in 0..hd {
+                            att[head * hd + d] += ej / z * values[j][kvh * hd + d];
+                        }
+                    }
+                }
+                let o = linear(self.get(&format!("{p}.self_attn.o_proj.weight")), &att);
+                for (a, b) in x.iter_mut().zip(&o) {
+                    *a += b;
+                }
+                let xn = rms_norm(x, self.get(&format!("{p}.post_attention_layernorm.weight")), eps);
+                let g = linear(self.get(&format!("{p}.mlp.gate_proj.weight")), &xn);
+                let u = linear(self.get(&format!("{p}.mlp.up_proj.weight")), &xn);
+                let hmid: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+                let d = linear(self.get(&format!("{p}.mlp.down_proj.weight")), &hmid);
+                for (a, b) in x.iter_mut().zip(&d) {
+                    *a += b;
+                }
+            }
+        }
+        let head = if self.w.contains_key("lm_head.weight") { "lm_head.weight" } else { "model.embed_tokens.weight" };
+        xs.iter().map(|x| linear(self.get(head), &rms_norm(x, self.get("model.norm.weight"), eps))).collect()
+    }
+}

@@ -1,0 +1,164 @@
+//! The model end to end: stories260K against its reference outputs, tiny random Qwen2-style and
+//! Llama-3-style checkpoints against a CPU forward pass, and the errors a user can cause.
+
+mod cpu_llama;
+mod tiny;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use shaderlm::llama::WeightDType;
+use shaderlm::{Error, GenerateOptions, LoadOptions, Model, Sampling};
+
+fn stories() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/stories260K")
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(stories().join("reference.json")).unwrap()).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// Tests share one lavapipe; loading models in parallel only slows each other down.
+static GPU_LOCK: Mutex<()> = Mutex::new(());
+
+fn load(path: &std::path::Path, dtype: WeightDType) -> Model {
+    Model::load(path, &LoadOptions { dtype, ctx: Some(256), prefill_chunk: 64, ..Default::default() }).unwrap()
+}
+
+#[test]
+fn stories260k_logits_match_reference_f32() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let r = reference();
+    let mut model = load(&stories(), WeightDType::F32);
+    let prompt = ids(&r["prompt_1"]["ids"]);
+    assert_eq!(model.tokenizer.encode("Once upon a time", true).unwrap(), prompt);
+    let logits = model.logits(&prompt).unwrap();
+    let vocab = model.config.vocab_size;
+    let last = &logits[(prompt.len() - 1) * vocab..];
+    let want: Vec<f64> = r["prompt_1"]["last_position_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let worst = last.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-3, "largest logit difference {worst}");
+}
+
+#[test]
+fn stories260k_greedy_text_matches_reference() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let r = reference();
+    for dtype in [WeightDType::F32, WeightDType::F16] {
+        let mut model = load(&stories(), dtype);
+        let options = GenerateOptions { max_tokens: 64, sampling: Sampling::greedy(), stop: vec![] };
+        let mut generation = model.generate("Once upon a time", &options).unwrap();
+        let text: String = (&mut generation).map(|p| p.unwrap()).collect();
+        let want_ids = ids(&r["prompt_1"]["greedy"]["ids"]);
+        if dtype == WeightDType::F32 {
+            assert_eq!(generation.ids(), &want_ids[..], "greedy ids (f32)");
+            assert_eq!(text, r["prompt_1"]["greedy"]["text_generated_only"].as_str().unwrap());
+        } else {
+            // f16 weights round every weight; the first tokens (large margins) must still agree.
+            assert_eq!(generation.ids()[..8], want_ids[..8], "greedy ids (f16)");
+        }
+    }
+}
+
+#[test]
+fn stories260k_mean_nll_matches_reference() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let r = reference();
+    let mut model = load(&stories(), WeightDType::F32);
+    let prompt = ids(&r["prompt_2"]["ids"]);
+    let logits = model.logits(&prompt).unwrap();
+    let vocab = model.config.vocab_size;
+    let mut nll = 0.0;
+    for t in 0..prompt.len() - 1 {
+        let row = &logits[t * vocab..(t + 1) * vocab];
+        let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+        nll += -(row[prompt[t + 1] as usize] as f64 - m - z.ln());
+    }
+    let mean = nll / (prompt.len() - 1) as f64;
+    let want = r["prompt_2"]["mean_nll"].as_f64().unwrap();
+    assert!((mean - want).abs() < 1e-4, "mean NLL {mean}, reference {want}");
+}
+
+#[test]
+fn chunked_prefill_and_cache_reuse_give_the_same_logits() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let r = reference();
+    let prompt = ids(&r["prompt_2"]["ids"]);
+    let opts = |chunk| LoadOptions { dtype: WeightDType::F32, ctx: Some(128), prefill_chunk: chunk, ..Default::default() };
+    let whole = Model::load(stories(), &opts(64)).unwrap().logits(&prompt).unwrap();
+    let chunked = Model::load(stories(), &opts(7)).unwrap().logits(&prompt).unwrap();
+    let worst = whole.iter().zip(&chunked).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "chunked prefill differs by {worst}");
+
+    // Generating twice from the same prompt reuses the cache and gives the same text.
+    let mut model = Model::load(stories(), &opts(64)).unwrap();
+    let options = GenerateOptions { max_tokens: 20, ..Default::default() };
+    let a = model.generate("Lily had a cat", &options).unwrap().text().unwrap();
+    let gen = model.generate("Lily had a cat", &options).unwrap();
+    assert_eq!(gen.stats.prefilled_tokens, 1, "all but the last prompt token came from the cache");
+    assert_eq!(gen.text().unwrap(), a);
+}
+
+#[test]
+fn sampling_is_seeded_and_stops_where_asked() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = load(&stories(), WeightDType::F16);
+    let sampled = |model: &mut Model, seed| {
+        let sampling = Sampling { temperature: 1.0, top_k: 40, top_p: 0.9, min_p: 0.05, repeat_penalty: 1.1, seed };
+        let options = GenerateOptions { max_tokens: 40, sampling, stop: vec![] };
+        model.generate("Once upon a time", &options).unwrap().text().unwrap()
+    };
+    let a = sampled(&mut model, 7);
+    assert_eq!(sampled(&mut model, 7), a, "same seed, same text");
+    assert_ne!(sampled(&mut model, 8), a, "another seed, another text");
+
+    let options = GenerateOptions { max_tokens: 64, stop: vec!["Lily".into()], ..Default::default() };
+    let text = model.generate("Once upon a time", &options).unwrap().text().unwrap();
+    assert_eq!(text, ", there was a little girl named ");
+}
+
+#[test]
+fn tiny_qwen2_and_llama3_match_the_cpu_reference() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for kind in [tiny::Kind::Qwen2, tiny::Kind::Llama3] {
+        let dir = tiny::write(kind);
+        let ckpt = shaderlm::checkpoint::Checkpoint::open(&dir).unwrap();
+        let cpu = cpu_llama::CpuLlama::load(&ckpt);
+        let ids: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 500).collect();
+        let want = cpu.logits(&ids);
+        let mut model = Model::load(&dir, &LoadOptions { dtype: WeightDType::F32, ctx: Some(64), prefill_chunk: 16, ..Default::default() }).unwrap();
+        let got = model.logits(&ids).unwrap();
+        let vocab = model.config.vocab_size;
+        let mut worst = 0f64;
+        for (t, row) in want.iter().enumerate() {
+            for (v, w) in row.iter().enumerate() {
+                worst = worst.max((got[t * vocab + v] as f64 - w).abs());
+            }
+        }
+        assert!(worst < 1e-3, "{kind:?}: largest logit difference {worst}");
+    }
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_an_error() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = Model::load(stories(), &LoadOptions { ctx: Some(8), ..Default::default() }).unwrap();
+    let err = model.generate("Once upon a time there was a girl named Lily", &GenerateOptions::default()).err().unwrap();
+    assert!(matches!(err, Error::Input(_)), "{err}");
+    assert!(err.to_string().contains("context"), "{err}");
+    let err = Model::load(stories(), &LoadOptions { ctx: Some(100_000), ..Default::default() }).err().unwrap();
+    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+}
+
+#[test]
+fn a_model_too_big_for_the_gpu_is_refused_before_loading() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tiny::write_huge_config();
+    let err = Model::load(&dir, &LoadOptions::default()).err().unwrap();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+}
