@@ -116,10 +116,10 @@ pub(crate) fn check_inputs(
     expect_dtype(op, "out", out, &[DType::F32])?;
     expect_dtype(op, "pos", pos, &[DType::U32])?;
     expect_shape(op, "pos", pos, &[1])?;
-    if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+    if n_heads == 0 || n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
         return Err(Error::shape(op, "n_heads (a multiple of n_kv_heads)", n_kv_heads, n_heads));
     }
-    if head_dim == 0 || head_dim % 8 != 0 || head_dim > MAX_HEAD_DIM {
+    if head_dim == 0 || !head_dim.is_multiple_of(8) || head_dim > MAX_HEAD_DIM {
         return Err(Error::shape(op, "head_dim", "a multiple of 8, at most 256", head_dim));
     }
     let (n_rows, q_width) = dims2(op, "q", q)?;
