@@ -70,7 +70,7 @@ fn attention_decode_other_shapes() {
             (DType::F16, 65, 70, (4, 4, 40), 0.5),        // head_dim 40: lanes without a unit
             (DType::F32, 129, 200, (6, 1, 128), 0.2),     // one KV head shared by six
             (DType::F16, 100, 5000, (2, 1, 256), 1.0 / 16.0), // long splits, few in use
-            (DType::F32, 64, 64, (12, 1, 64), 1.0 / 8.0), // group of 12: two chunks of 6
+            (DType::F32, 64, 64, (12, 1, 64), 1.0 / 8.0), // twelve heads share one KV head
             (DType::F32, 33, 40, (3, 3, 8), 2.0),         // sharp softmax: the running max moves
         ] {
             check(gpu, dtype, kv_len, capacity, heads, scale);
@@ -114,4 +114,41 @@ fn attention_decode_rejects_mismatches() {
     assert!(dtype_err(f(gpu, &q, &t(&[16, 2 * 64], DType::F16), &v, &out, &pos, 8, 2, 64, 0.125)), "k, v dtypes differ");
     assert!(dtype_err(f(gpu, &q, &k, &v, &t(&[1, 8 * 64], DType::F16), &pos, 8, 2, 64, 0.125)), "out f16");
     assert!(dtype_err(f(gpu, &q, &t(&[16, 2 * 64], DType::U32), &v, &out, &pos, 8, 2, 64, 0.125)), "k u32");
+}
+
+/// GPU time per step at model shapes (f16 cache of 4096 rows), for work on a real GPU:
+/// `cargo test --release --test kernels attention_decode_bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn attention_decode_bench() {
+    let gpu = &gpus()[0];
+    if !gpu.info().features.timestamp_query {
+        return eprintln!("attention_decode_bench: no timestamp queries on {}", gpu.info().name);
+    }
+    // (name, n_heads, n_kv_heads, head_dim)
+    for (name, heads) in [("Llama-3-8B", (32, 8, 128)), ("Llama-2-7B", (32, 32, 128)), ("SmolLM2-135M", (9, 3, 64))] {
+        let capacity = 4096;
+        let c = build(gpu, DType::F16, capacity, heads, 0.1, 1);
+        for kv_len in [512, capacity] {
+            c.pos.write_u32(gpu, &[kv_len as u32 - 1]).unwrap();
+            let seconds = gpu_seconds(gpu, &c.op, 20);
+            let kv_bytes = 2.0 * kv_len as f64 * (heads.1 * heads.2) as f64 * 2.0;
+            eprintln!(
+                "attention_decode {name} f16 kv_len={kv_len}: {:.1} us, K+V {:.0} GB/s [{}]",
+                seconds * 1e6,
+                kv_bytes / seconds / 1e9,
+                gpu.info().name
+            );
+        }
+    }
+}
+
+/// Mean GPU seconds of one recording of `op` (timestamp queries; the first two runs are warm-up).
+pub fn gpu_seconds(gpu: &Gpu, op: &shaderlm_engine::Op, reps: usize) -> f64 {
+    let mut rec = shaderlm_engine::Recorder::new(gpu);
+    for _ in 0..reps + 2 {
+        rec.run(op);
+    }
+    let times = rec.submit_timed().unwrap();
+    times.iter().skip(2 * op.labels().len()).map(|t| t.seconds).sum::<f64>() / reps as f64
 }

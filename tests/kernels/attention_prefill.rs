@@ -94,3 +94,41 @@ fn attention_prefill_rejects_mismatches() {
     assert!(dtype_err(f(gpu, &q, &k, &t(&[16, 2 * 64], DType::F32), &out, &pos, 8, 2, 64, 0.125)), "k, v dtypes differ");
     assert!(dtype_err(f(gpu, &q, &k, &v, &out, &t(&[1], DType::F32), 8, 2, 64, 0.125)), "pos f32");
 }
+
+/// GPU time of a prompt at model shapes (f16 cache), for work on a real GPU:
+/// `cargo test --release --test kernels attention_prefill_bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn attention_prefill_bench() {
+    let gpu = &gpus()[0];
+    if !gpu.info().features.timestamp_query {
+        return eprintln!("attention_prefill_bench: no timestamp queries on {}", gpu.info().name);
+    }
+    for (name, (n_heads, n_kv_heads, head_dim)) in [("Llama-3-8B", (32, 8, 128)), ("SmolLM2-135M", (9, 3, 64))] {
+        for n_rows in [512, 2048] {
+            let mut rng = Rng::new(1);
+            let kv = |rng: &mut Rng| {
+                let data = rng.vec(n_rows * n_kv_heads * head_dim, 1.0);
+                Tensor::from_f32(gpu, &[n_rows, n_kv_heads * head_dim], DType::F16, &data).unwrap()
+            };
+            let (k, v) = (kv(&mut rng), kv(&mut rng));
+            let q_data = rng.vec(n_rows * n_heads * head_dim, 1.0);
+            let q = Tensor::from_f32(gpu, &[n_rows, n_heads * head_dim], DType::F32, &q_data).unwrap();
+            let out = Tensor::empty(gpu, &[n_rows, n_heads * head_dim], DType::F32).unwrap();
+            let pos = Tensor::from_u32(gpu, &[1], &[0]).unwrap();
+            let op = kernels::attention_prefill::attention_prefill(
+                gpu, &q, &k, &v, &out, &pos, n_heads, n_kv_heads, head_dim, 0.1,
+            )
+            .unwrap();
+            let seconds = crate::attention_decode::gpu_seconds(gpu, &op, 5);
+            // Two products (QK^T and PV) over the causal half of the scores.
+            let flops = 4.0 * (n_heads * head_dim) as f64 * (n_rows * (n_rows + 1) / 2) as f64;
+            eprintln!(
+                "attention_prefill {name} f16 T={n_rows}: {:.1} us, {:.2} TFLOP/s [{}]",
+                seconds * 1e6,
+                flops / seconds / 1e12,
+                gpu.info().name
+            );
+        }
+    }
+}
