@@ -1,0 +1,93 @@
+// attention_decode_reduce.wgsl: pass 2 of 2 of attention_decode: combines the splits' partials.
+//   out[h, :] = sum_s e_s * A_s / sum_s e_s * L_s,   e_s = exp2(M_s - max_s M_s)
+// over the splits s that hold keys at this step: s < ceil(kv_len / split_len), with kv_len and
+// split_len computed from pos[0] exactly as the first pass does (so empty splits are never read).
+//
+// Bindings:
+//   0  partials: array<vec4<f32>> (n_splits, n_heads, HEAD_DIM/4 + 1): vec4 0 is (M, L, 0, 0),
+//                                 then A (see attention_decode.wgsl); read
+//   1  out: array<vec4<f32>>      (1, n_heads * HEAD_DIM), written
+//   2  pos: array<u32>            (1) position of the query
+//   3  params: Params
+// Workgroup: WG threads, one workgroup per head (grid n_heads). The threads share the splits to
+// find max_s M_s and then the weights e_s (kept in workgroup memory); for the weighted sum,
+// thread lid takes output vec4 lid % D4 over the splits lid / D4, lid / D4 + GROUPS, ... (GROUPS
+// = WG / D4 groups of threads, so the reads of many splits are in flight at once), and the first
+// group adds up the groups' sums and writes.
+// Requires: n_splits <= MAX_SPLITS, HEAD_DIM / 4 <= WG (the host checks).
+// Fuses nothing. Reference: reference::attention_decode::attention_decode (with pass 1).
+
+override HEAD_DIM: u32 = 64;
+override WG: u32 = 128;
+override D4: u32 = HEAD_DIM / 4u;
+override GROUPS: u32 = WG / D4;
+const MAX_SPLITS: u32 = 256u;
+
+struct Params {
+    n_heads: u32,
+    capacity: u32,
+    n_splits: u32,
+    split_align: u32,  // as in attention_decode.wgsl
+}
+
+@group(0) @binding(0) var<storage, read> partials: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> pos: array<u32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+var<workgroup> weights: array<f32, MAX_SPLITS>;  // e_s
+var<workgroup> thread_part: array<f32, WG>;
+var<workgroup> group_sums: array<vec4<f32>, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let head = wid.x;
+    let kv_len = min(pos[0], params.capacity - 1u) + 1u;
+    let even = (kv_len + params.n_splits - 1u) / params.n_splits;
+    let split_len = (even + params.split_align - 1u) / params.split_align * params.split_align;
+    let n_used = (kv_len + split_len - 1u) / split_len;
+    let stride = D4 + 1u;
+    let split_step = params.n_heads * stride;
+    let first = head * stride;
+
+    var top = NEG_BIG;
+    for (var s = lid; s < n_used; s += WG) {
+        top = max(top, partials[first + s * split_step].x);
+    }
+    thread_part[lid] = top;
+    workgroupBarrier();
+    for (var i = 0u; i < WG; i++) {
+        top = max(top, thread_part[i]);
+    }
+    var total = 0.0;
+    for (var s = lid; s < n_used; s += WG) {
+        let stats = partials[first + s * split_step];
+        weights[s] = exp2(stats.x - top);
+        total += weights[s] * stats.y;
+    }
+    workgroupBarrier();  // everyone has read thread_part's maxima
+    thread_part[lid] = total;
+    workgroupBarrier();
+    total = 0.0;
+    for (var i = 0u; i < WG; i++) {
+        total += thread_part[i];
+    }
+
+    let c = lid % D4;
+    let grp = lid / D4;
+    var a = vec4<f32>(0.0);
+    if (grp < GROUPS) {
+        for (var s = grp; s < n_used; s += GROUPS) {
+            a += weights[s] * partials[first + s * split_step + 1u + c];
+        }
+    }
+    group_sums[lid] = a;
+    workgroupBarrier();
+    if (grp == 0u) {
+        for (var i = 1u; i < GROUPS; i++) {
+            a += group_sums[i * D4 + c];
+        }
+        out[head * D4 + c] = a / total;
+    }
+}
