@@ -17,6 +17,7 @@ mod matmul;
 mod matvec;
 mod rms_norm;
 mod rope;
+mod sample;
 mod silu_mul;
 mod softmax;
 mod tensor;

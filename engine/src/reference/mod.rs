@@ -12,5 +12,6 @@ pub mod matmul;
 pub mod matvec;
 pub mod rms_norm;
 pub mod rope;
+pub mod sample;
 pub mod silu_mul;
 pub mod softmax;
