@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bandwidth;
 pub mod dtype;
 pub mod error;
 pub mod gpu;

@@ -14,6 +14,7 @@
 //! the GPU and the forward pass) with [`kv_cache`] → [`model`] (load, prefill, decode step) →
 //! [`generate`] (the streaming loop) → [`tokenizer`] (ids to text).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod error;
 pub mod generate;
@@ -21,6 +22,7 @@ pub mod kv_cache;
 pub mod llama;
 pub mod model;
 pub mod progress;
+pub mod synth;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -97,6 +97,32 @@ fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
 }
 
 impl Weights {
+    /// Precision of the projection weights.
+    pub fn q_dtype(&self) -> DType {
+        self.layers.first().map_or(self.embed_tokens.dtype(), |l| l.q_proj.dtype())
+    }
+
+    /// Bytes one decode step reads: every layer's weights, the final norm and the whole
+    /// lm_head (of the embedding table only one row, which is left out).
+    pub fn decode_read_bytes(&self) -> u64 {
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| {
+                let mut b = [&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj]
+                    .iter()
+                    .chain([&l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj].iter())
+                    .map(|t| t.byte_size())
+                    .sum::<u64>();
+                if let Some(bias) = &l.qkv_bias {
+                    b += bias.iter().map(|t| t.byte_size()).sum::<u64>();
+                }
+                b
+            })
+            .sum();
+        layers + self.norm.byte_size() + self.lm_head.byte_size()
+    }
+
     /// Bytes the weights will take on the GPU, computed from the config before anything is read.
     pub fn planned_bytes(cfg: &Config, dtype: WeightDType) -> u64 {
         let d = dtype.engine();

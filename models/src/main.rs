@@ -44,11 +44,44 @@ enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
     },
+    /// Measure time to first token, time per output token, throughput and bandwidth use.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt length (random token ids).
+        #[arg(long, default_value_t = 512)]
+        prompt_len: usize,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 128)]
+        gen: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Print one JSON object as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a Hugging Face folder with random weights of a named shape (for benchmarks).
+    Synth {
+        /// smollm2-135m, tinyllama-1.1b, llama2-7b or llama3-8b.
+        #[arg(long)]
+        shape: String,
+        /// Folder to write (created).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: SynthDTypeArg,
+        /// Keep only the first N decoder layers.
+        #[arg(long)]
+        layers: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Show the GPU shaderlm would use, and every adapter wgpu can see.
     Info,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ModelArgs {
     /// A Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
     #[arg(long)]
@@ -67,6 +100,13 @@ struct ModelArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DTypeArg {
     F16,
+    F32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SynthDTypeArg {
+    F16,
+    Bf16,
     F32,
 }
 
@@ -192,6 +232,34 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
                 println!();
                 messages.push(ChatMessage::new("assistant", reply));
             }
+        }
+        Command::Bench { model, prompt_len, gen, warmup, json } => {
+            let ctx = model.ctx.or(Some(prompt_len + gen + 1));
+            let mut model = load(&ModelArgs { ctx, ..model })?;
+            let report = shaderlm::bench::run(&mut model, &shaderlm::bench::BenchOptions { prompt_len, gen, warmup })?;
+            print!("{report}");
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
+            }
+        }
+        Command::Synth { shape, out, dtype, layers, seed } => {
+            let shape = shaderlm::synth::shape(&shape)?;
+            let layers = layers.unwrap_or(shape.layers).clamp(1, shape.layers);
+            let dtype = match dtype {
+                SynthDTypeArg::F16 => shaderlm::synth::SynthDType::F16,
+                SynthDTypeArg::Bf16 => shaderlm::synth::SynthDType::BF16,
+                SynthDTypeArg::F32 => shaderlm::synth::SynthDType::F32,
+            };
+            let t = std::time::Instant::now();
+            let bytes = shaderlm::synth::write(&out, &shape, layers, dtype, seed)?;
+            eprintln!(
+                "wrote {} ({} layers, {:.2} GiB) to {} in {:.1} s",
+                shape.name,
+                layers,
+                bytes as f64 / (1u64 << 30) as f64,
+                out.display(),
+                t.elapsed().as_secs_f64()
+            );
         }
         Command::Info => {
             let gpu = Gpu::new()?;

@@ -66,6 +66,8 @@ pub struct Model {
     pub gpu: Gpu,
     pub config: Config,
     pub tokenizer: Tokenizer,
+    /// False for a checkpoint without tokenizer files (it runs from token ids only).
+    pub has_tokenizer: bool,
     pub path: PathBuf,
     pub summary: LoadSummary,
     pub(crate) weights: Weights,
@@ -89,7 +91,9 @@ impl Model {
         let path = path.as_ref();
         let ckpt = Checkpoint::open(path)?;
         let config = ckpt.config().clone();
-        let mut tokenizer = ckpt.tokenizer()?;
+        // A synthesized checkpoint has no tokenizer: it can still run from ids (bench, logits).
+        let has_tokenizer = ckpt.has_tokenizer();
+        let mut tokenizer = if has_tokenizer { ckpt.tokenizer()? } else { Tokenizer::placeholder() };
         tokenizer.add_eos_ids(&config.eos_token_ids);
         let gpu = Gpu::with_options(options.gpu.clone())?;
 
@@ -145,6 +149,7 @@ impl Model {
             gpu,
             config,
             tokenizer,
+            has_tokenizer,
             path: path.to_path_buf(),
             summary,
             weights,
@@ -162,12 +167,14 @@ impl Model {
 
     /// Streams the continuation of `prompt` (BOS added if the model wants it).
     pub fn generate(&mut self, prompt: &str, options: &GenerateOptions) -> Result<Generation<'_>> {
+        self.require_tokenizer()?;
         let ids = self.tokenizer.encode(prompt, true)?;
         self.generate_ids(ids, options)
     }
 
     /// Streams the assistant's reply to a conversation, rendered with the model's chat template.
     pub fn chat(&mut self, messages: &[ChatMessage], options: &GenerateOptions) -> Result<Generation<'_>> {
+        self.require_tokenizer()?;
         let text = self.tokenizer.apply_chat_template(messages, true)?;
         // The template writes the BOS token itself where the model wants one.
         let ids = self.tokenizer.encode(&text, false)?;
@@ -188,6 +195,21 @@ impl Model {
             )));
         }
         Generation::start(self, ids, options.clone())
+    }
+
+    /// The weights' precision on the GPU, for reports.
+    pub fn dtype_name(&self) -> String {
+        format!("{}", self.weights.q_dtype())
+    }
+
+    fn require_tokenizer(&self) -> Result<()> {
+        if self.has_tokenizer {
+            return Ok(());
+        }
+        Err(Error::Input(format!(
+            "{} has no tokenizer (tokenizer.json): it can run from token ids only (bench, logits)",
+            self.path.display()
+        )))
     }
 
     /// Positions the KV cache holds.

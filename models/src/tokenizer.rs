@@ -92,6 +92,17 @@ impl Tokenizer {
         Tokenizer { inner, add_bos, bos_id, eos_ids, chat_template }
     }
 
+    /// A stand-in for checkpoints that ship no tokenizer (synthesized ones): it knows no text,
+    /// so callers check [`crate::Model::has_tokenizer`] before encoding.
+    pub fn placeholder() -> Tokenizer {
+        let model = tokenizers::models::wordlevel::WordLevel::builder()
+            .vocab([("<unk>".to_string(), 0u32)].into_iter().collect())
+            .unk_token("<unk>".to_string())
+            .build()
+            .expect("a one-word vocabulary with its unk token is valid");
+        Tokenizer::from_tokenizers(tokenizers::Tokenizer::new(model), false, None, Vec::new(), None)
+    }
+
     /// Text to ids. With `add_special`, the tokenizer's own post-processor runs and, when the
     /// model wants BOS, the ids start with exactly one BOS (a prompt that already begins with
     /// the BOS text, such as a rendered chat template, does not get a second one). Without it,

@@ -191,6 +191,13 @@ impl Checkpoint {
         self.expect_shape(name, expected)?.to_f32()
     }
 
+    /// Whether the checkpoint carries a tokenizer.
+    pub fn has_tokenizer(&self) -> bool {
+        match &self.source {
+            Source::Safetensors(_) => self.path.join("tokenizer.json").is_file(),
+        }
+    }
+
     /// The tokenizer that came with the checkpoint (tokenizer.json and tokenizer_config.json
     /// beside config.json).
     pub fn tokenizer(&self) -> Result<crate::tokenizer::Tokenizer> {

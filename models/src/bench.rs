@@ -1,0 +1,134 @@
+//! `shaderlm bench`: the numbers the field reports, measured on the GPU in use.
+//!
+//! Time to first token (TTFT: a prompt of `prompt_len` random ids, from a cold cache, to the
+//! first sampled id on the CPU), time per output token (TPOT: the mean decode step, each step one
+//! command buffer and one 4-byte readback), prefill and decode tokens/s, the bytes a decode step
+//! reads (every weight once but the embedding table, of which one row, plus the KV cache up to the mean position), and model bandwidth
+//! utilisation MBU = bytes per step / TPOT / copy bandwidth measured on this GPU.
+
+use std::time::Instant;
+
+use crate::generate::Sampling;
+use crate::model::Model;
+use crate::Result;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub prompt_len: usize,
+    pub gen: usize,
+    /// Untimed runs before measuring.
+    pub warmup: usize,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub gpu: String,
+    pub dtype: String,
+    pub load_s: f64,
+    pub prompt_len: usize,
+    pub gen: usize,
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub weight_bytes: u64,
+    pub kv_bytes_per_token: u64,
+    pub bytes_per_token: u64,
+    pub bandwidth_gbs: f64,
+    pub mbu: f64,
+    pub gpu_memory_bytes: u64,
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows = [
+            ("model", self.model.clone()),
+            ("gpu", self.gpu.clone()),
+            ("weights", self.dtype.clone()),
+            ("load", format!("{:.2} s", self.load_s)),
+            ("prompt / generated", format!("{} / {}", self.prompt_len, self.gen)),
+            ("time to first token", format!("{:.2} ms", self.ttft_ms)),
+            ("time per output token", format!("{:.3} ms", self.tpot_ms)),
+            ("prefill", format!("{:.0} tokens/s", self.prefill_tok_s)),
+            ("decode", format!("{:.1} tokens/s", self.decode_tok_s)),
+            ("bytes read per decode step", format!("{:.1} MiB (weights {:.1}, KV {:.1})", mib(self.bytes_per_token), mib(self.weight_bytes), mib(self.kv_bytes_per_token))),
+            ("copy bandwidth (read+write)", format!("{:.1} GB/s", self.bandwidth_gbs)),
+            ("MBU", format!("{:.1} %", 100.0 * self.mbu)),
+            ("GPU memory", format!("{:.1} MiB", mib(self.gpu_memory_bytes))),
+        ];
+        for (k, v) in rows {
+            writeln!(f, "{k:<30} {v}")?;
+        }
+        Ok(())
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+/// Runs the benchmark on a loaded model (greedy decoding of random ids; no tokenizer needed).
+pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
+    let vocab = model.config.vocab_size as u64;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let prompt: Vec<u32> = (0..opts.prompt_len.max(1))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab) as u32
+        })
+        .collect();
+    if prompt.len() + opts.gen >= model.context() {
+        return Err(crate::Error::Input(format!(
+            "prompt {} + generated {} tokens exceed the context {} (raise --ctx)",
+            prompt.len(),
+            opts.gen,
+            model.context()
+        )));
+    }
+    model.set_sampling(&Sampling::greedy())?;
+
+    let mut measure = |model: &mut Model| -> Result<(f64, f64)> {
+        model.cache.tokens.clear();
+        let t = Instant::now();
+        let (mut id, _) = model.prefill(&prompt)?;
+        let ttft = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..opts.gen {
+            id = model.decode_step(id)?;
+        }
+        Ok((ttft, t.elapsed().as_secs_f64() / opts.gen.max(1) as f64))
+    };
+    for _ in 0..opts.warmup {
+        measure(model)?;
+    }
+    let (ttft, tpot) = measure(model)?;
+
+    let cfg = &model.config;
+    let kv_row = model.cache.k[0].byte_size() / model.cache.capacity as u64;
+    let mean_context = (prompt.len() + opts.gen / 2) as u64;
+    let kv_bytes_per_token = 2 * cfg.num_hidden_layers as u64 * kv_row * mean_context;
+    let weight_bytes = model.weights.decode_read_bytes();
+    let bytes_per_token = weight_bytes + kv_bytes_per_token;
+    let bandwidth = shaderlm_engine::bandwidth::copy_bandwidth(&model.gpu, 1 << 30, 20)?;
+    Ok(BenchReport {
+        model: model.path.display().to_string(),
+        gpu: model.gpu.info().name.clone(),
+        dtype: model.dtype_name(),
+        load_s: model.summary.seconds,
+        prompt_len: prompt.len(),
+        gen: opts.gen,
+        ttft_ms: ttft * 1e3,
+        tpot_ms: tpot * 1e3,
+        prefill_tok_s: prompt.len() as f64 / ttft,
+        decode_tok_s: 1.0 / tpot,
+        weight_bytes,
+        kv_bytes_per_token,
+        bytes_per_token,
+        bandwidth_gbs: bandwidth / 1e9,
+        mbu: bytes_per_token as f64 / tpot / bandwidth,
+        gpu_memory_bytes: model.summary.weight_bytes + model.summary.kv_bytes + model.summary.activation_bytes,
+    })
+}
