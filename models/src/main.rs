@@ -77,6 +77,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// For given token ids: the logits at the last position and the greedy continuation, as
+    /// one JSON line (to compare with a reference implementation).
+    Logits {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Comma-separated token ids.
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<u32>,
+        /// Greedy tokens to generate after the ids.
+        #[arg(long, default_value_t = 32)]
+        gen: usize,
+    },
     /// Show the GPU shaderlm would use, and every adapter wgpu can see.
     Info,
 }
@@ -260,6 +272,18 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
                 out.display(),
                 t.elapsed().as_secs_f64()
             );
+        }
+        Command::Logits { model, ids, gen } => {
+            let mut model = load(&model)?;
+            let logits = model.logits(&ids)?;
+            let last = &logits[logits.len() - model.config.vocab_size..];
+            let options = GenerateOptions { max_tokens: gen, ..Default::default() };
+            let mut generation = model.generate_ids(ids, &options)?;
+            for piece in &mut generation {
+                piece?;
+            }
+            let greedy = generation.ids().to_vec();
+            println!("{}", serde_json::json!({ "last_logits": last, "greedy": greedy }));
         }
         Command::Info => {
             let gpu = Gpu::new()?;

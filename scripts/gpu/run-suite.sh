@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repo root, after `source .carry/gpu/on-device.sh`:
+#   bash scripts/gpu/run-suite.sh engine|correctness|speed
+# Binaries come from .carry/ (built here with `cargo build --release` and
+# `../shared/gpu/prepare target/release/shaderlm target/release/examples/engine_bench ...`).
+# Writes what it prints to $OUT/<part>.txt as well.
+set -u
+part=$1
+B=.carry/shaderlm
+M=/tmp/models
+mkdir -p $M
+log=${OUT:-/tmp}/$part.txt
+exec > >(tee -a "$log") 2>&1
+echo "== $part on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(date -u +%F)"
+case $part in
+engine)
+    $B info
+    [ -x .carry/kernels ] && .carry/kernels 2>&1 | tail -4
+    .carry/engine_bench
+    ;;
+correctness)
+    ids=1,450,1209,3323,29871,13,4013,338,263,1243,310,278,2323,7646,29889,887,671,8271
+    $B synth --shape tinyllama-1.1b --out $M/tinyllama-1.1b
+    $B synth --shape llama3-8b --layers 4 --out $M/llama3-8b-4l
+    for m in tinyllama-1.1b llama3-8b-4l; do
+        $B logits --model $M/$m --ids $ids --gen 32 > /tmp/$m.json
+        python3 scripts/gpu/hf_reference.py compare --model $M/$m --ours /tmp/$m.json --ids $ids --gen 32
+    done
+    ;;
+speed)
+    shift
+    for shape in "$@"; do
+        [ -d $M/$shape ] || $B synth --shape $shape --out $M/$shape
+        $B bench --model $M/$shape --prompt-len 512 --gen 128 --json
+        python3 scripts/gpu/hf_reference.py speed --model $M/$shape --prompt-len 512 --gen 128
+    done
+    ;;
+esac
