@@ -65,3 +65,18 @@ fn add_bias_rejects_mismatches() {
     let row = x.rows(0, 1).unwrap().reshape(&[8]).unwrap();
     assert!(matches!(f(gpu, &x, &row), Err(shaderlm_engine::Error::Shape { .. })), "bias aliasing x");
 }
+
+#[test]
+fn copy_kernel_copies_every_word() {
+    for gpu in gpus() {
+        let mut rng = Rng::new(5);
+        let words: Vec<u32> = (0..4100).map(|_| rng.next_u64() as u32).collect();
+        let src = Tensor::from_words(gpu, &[4100], DType::U32, &words).unwrap();
+        let dst = Tensor::empty(gpu, &[4100], DType::U32).unwrap();
+        dst.fill_words(gpu, POISON).unwrap();
+        run(gpu, &kernels::copy::copy(gpu, &src, &dst).unwrap());
+        assert_eq!(dst.to_words(gpu).unwrap(), words, "[{}]", path(gpu));
+        let odd = Tensor::empty(gpu, &[4101], DType::U32).unwrap();
+        assert!(kernels::copy::copy(gpu, &src, &odd).is_err());
+    }
+}

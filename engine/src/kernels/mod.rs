@@ -20,6 +20,7 @@ pub mod add;
 pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;
+pub mod copy;
 pub mod copy_rows;
 pub mod embedding;
 pub mod matmul;
