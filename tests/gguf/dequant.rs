@@ -67,10 +67,8 @@ fn q4_1_block() {
 /// the top 2 bits of byte j-4 (scale) and byte j (min).
 fn pack_k_scales(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
     let mut s = [0u8; 12];
-    for j in 0..4 {
-        s[j] = sc[j];
-        s[j + 4] = m[j];
-    }
+    s[..4].copy_from_slice(&sc[..4]);
+    s[4..8].copy_from_slice(&m[..4]);
     for j in 4..8 {
         s[j + 4] = (sc[j] & 15) | ((m[j] & 15) << 4);
         s[j - 4] |= (sc[j] >> 4) << 6;
@@ -93,10 +91,10 @@ fn q4_k_block() {
     // 64-element chunk c: elements 64c..64c+32 in the low nibbles of qs[32c..32c+32], the next
     // 32 in their high nibbles.
     let mut qs = [0u8; 128];
-    for e in 0..256 {
+    for (e, &qe) in q.iter().enumerate() {
         let (c, within) = (e / 64, e % 64);
         let byte = 32 * c + within % 32;
-        qs[byte] |= if within < 32 { q[e] } else { q[e] << 4 };
+        qs[byte] |= if within < 32 { qe } else { qe << 4 };
     }
     block.extend(qs);
     assert_eq!(block.len(), 144);
@@ -119,13 +117,13 @@ fn q5_k_block() {
     // The low 4 bits as in Q4_K; the fifth bit of element 64c + l is bit 2c of qh[l], of
     // element 64c + 32 + l bit 2c + 1 of qh[l].
     let (mut qh, mut qs) = ([0u8; 32], [0u8; 128]);
-    for e in 0..256 {
+    for (e, &qe) in q.iter().enumerate() {
         let (c, within) = (e / 64, e % 64);
         let l = within % 32;
-        let low = q[e] & 15;
+        let low = qe & 15;
         qs[32 * c + l] |= if within < 32 { low } else { low << 4 };
         let bit = 2 * c + usize::from(within >= 32);
-        qh[l] |= (q[e] >> 4) << bit;
+        qh[l] |= (qe >> 4) << bit;
     }
     block.extend(qh);
     block.extend(qs);
@@ -148,11 +146,11 @@ fn q6_k_block() {
     // ql[64h + l + 32(k % 2)] (low nibble for k < 2, high nibble after), top 2 bits in bits
     // 2k..2k+2 of qh[32h + l]; scale scales[e / 16].
     let (mut ql, mut qh) = ([0u8; 128], [0u8; 64]);
-    for e in 0..256 {
+    for (e, &qe) in q.iter().enumerate() {
         let (h, k, l) = (e / 128, (e % 128) / 32, e % 32);
-        let low = q[e] & 15;
+        let low = qe & 15;
         ql[64 * h + l + 32 * (k % 2)] |= if k < 2 { low } else { low << 4 };
-        qh[32 * h + l] |= (q[e] >> 4) << (2 * k);
+        qh[32 * h + l] |= (qe >> 4) << (2 * k);
     }
     let mut block = ql.to_vec();
     block.extend(qh);

@@ -1,6 +1,7 @@
 //! GGUF reader tests: hostile files (malformed.rs), block formats (dequant.rs), a small real
 //! model written by llama.cpp's Python writer (stories.rs), SmolLM2-135M-Instruct when it is in
-//! the cache (smollm2.rs), and seeded random mutations of a valid file (mutation.rs).
+//! the cache (smollm2.rs), metadata variants: Qwen2, Llama 3 RoPE, pre-tokenizers (variants.rs),
+//! and seeded random mutations of a valid file (mutation.rs).
 //!
 //! This file holds the shared helpers: a minimal GGUF writer for hand-built files, temp files,
 //! a seeded random source, and the paths of the test data.
@@ -10,6 +11,7 @@ mod malformed;
 mod mutation;
 mod smollm2;
 mod stories;
+mod variants;
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +69,12 @@ pub struct GgufBuilder {
     infos: Vec<u8>,
     n_tensors: u64,
     data: Vec<u8>,
+}
+
+impl Default for GgufBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl GgufBuilder {
@@ -137,7 +145,7 @@ impl GgufBuilder {
 
     /// A tensor with its data, placed at the next aligned offset of the data section.
     pub fn tensor(&mut self, name: &str, ne: &[u64], ggml_type: u32, data: &[u8]) -> &mut Self {
-        while self.data.len() % self.alignment != 0 {
+        while !self.data.len().is_multiple_of(self.alignment) {
             self.data.push(0);
         }
         let offset = self.data.len() as u64;
@@ -159,7 +167,7 @@ impl GgufBuilder {
         out.extend_from_slice(&self.kvs);
         out.extend_from_slice(&self.infos);
         if self.n_tensors > 0 || !self.data.is_empty() {
-            while out.len() % self.alignment != 0 {
+            while !out.len().is_multiple_of(self.alignment) {
                 out.push(0);
             }
             out.extend_from_slice(&self.data);

@@ -86,6 +86,12 @@ fn every_metadata_type_and_tensor_shapes_round_trip() {
 }
 
 #[test]
+fn a_gguf_file_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<GgufFile>();
+}
+
+#[test]
 fn bad_magic() {
     let mut bytes = valid().build();
     bytes[..4].copy_from_slice(b"GGML");

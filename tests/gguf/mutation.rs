@@ -36,8 +36,8 @@ pub fn seed_file() -> Vec<u8> {
         .tensor("blk.0.attn_k.weight", &[32, 16], F16, &(0..1024).map(|i| (i % 60) as u8).collect::<Vec<_>>())
         .tensor("blk.0.attn_v.weight", &[32, 16], Q4_0, &vec![0x35; 16 * 18])
         .tensor("blk.0.attn_output.weight", &[32, 32], Q4_1, &vec![0x36; 32 * 20])
-        .tensor("blk.0.ffn_up.weight", &[256, 1], Q4_K, &vec![0x21; 144])
-        .tensor("blk.0.ffn_down.weight", &[32, 2], BF16, &vec![0x3f; 128])
+        .tensor("blk.0.ffn_up.weight", &[256, 1], Q4_K, &[0x21; 144])
+        .tensor("blk.0.ffn_down.weight", &[32, 2], BF16, &[0x3f; 128])
         .tensor("output_norm.weight", &[32], F32, &f32s(32));
     b.build()
 }
@@ -119,4 +119,15 @@ fn random_mutations_never_panic() {
         opened += usize::from(GgufFile::from_bytes("m.gguf", bytes).is_ok());
     }
     eprintln!("{cases} mutations in {:?}: {opened} still opened, the rest were rejected", start.elapsed());
+}
+
+/// Writes the seed file into fuzz/seeds/gguf for the cargo-fuzz target:
+/// `cargo test --test gguf write_fuzz_seed -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/gguf");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tiny-llama.gguf"), seed_file()).unwrap();
+    std::fs::copy(data_dir().join("blocks.gguf"), dir.join("blocks.gguf")).unwrap();
 }

@@ -10,6 +10,17 @@
 //! Everything the file states (counts, lengths, shapes, offsets, alignment) is checked when the
 //! file is opened, so that a `GgufFile` that opened only holds tensors that lie inside the file,
 //! are as long as their type and shape say, and do not overlap.
+//!
+//! ```no_run
+//! # fn main() -> shaderlm::Result<()> {
+//! use shaderlm::checkpoint::gguf::GgufFile;
+//! let file = GgufFile::open("smollm2-135m-instruct.gguf".as_ref())?;
+//! let config = file.config()?; // layers, heads, RoPE, vocab, tied output, BOS/EOS
+//! let q = file.tensor("model.layers.0.self_attn.q_proj.weight")?; // raw blocks, HF row order
+//! let (shape, values) = file.tensor_f32("model.norm.weight")?; // dequantized
+//! let tok = file.tokenizer()?; // tokenizers::Tokenizer + add_bos, BOS/EOS ids, chat template
+//! # Ok(()) }
+//! ```
 
 mod dequant;
 mod names;
@@ -234,8 +245,8 @@ impl GgufFile {
         n_head: usize,
     ) -> Result<Vec<u8>> {
         let (block_elems, _) = block_layout(info.dtype);
-        let row_elems = if rows == 0 { 0 } else { info.n_elements() / rows };
-        if row_elems % block_elems != 0 {
+        let row_elems = info.n_elements().checked_div(rows).unwrap_or(0);
+        if !row_elems.is_multiple_of(block_elems) {
             return Err(self.error(format!(
                 "tensor {}: rows of {row_elems} {:?} elements cannot be reordered (not whole blocks)",
                 info.gguf_name, info.dtype
@@ -557,7 +568,7 @@ fn check_tensors(
             .ok_or_else(|| err(format!("tensor {name:?}: the element count of shape {dims:?} overflows")))?;
         let (block_elems, _) = block_layout(dtype);
         let row_len = dims.first().copied().unwrap_or(1);
-        if row_len % block_elems != 0 {
+        if !row_len.is_multiple_of(block_elems) {
             return Err(err(format!(
                 "tensor {name:?}: rows of {row_len} elements are not a whole number of \
                  {block_elems}-element {dtype:?} blocks"
@@ -565,7 +576,7 @@ fn check_tensors(
         }
         let n_bytes = stored_bytes(dtype, n_elements)
             .ok_or_else(|| err(format!("tensor {name:?}: its byte size overflows")))?;
-        let offset = usize::try_from(t.offset).ok().filter(|o| o % alignment == 0).ok_or_else(|| {
+        let offset = usize::try_from(t.offset).ok().filter(|o| o.is_multiple_of(alignment)).ok_or_else(|| {
             err(format!(
                 "tensor {name:?}: data offset {} is not a multiple of the alignment {alignment}",
                 t.offset

@@ -41,7 +41,7 @@ pub fn block_layout(dtype: StoredDType) -> (usize, usize) {
 /// (or the size overflows).
 pub fn stored_bytes(dtype: StoredDType, n: usize) -> Option<usize> {
     let (block_elems, block_bytes) = block_layout(dtype);
-    if n % block_elems != 0 {
+    if !n.is_multiple_of(block_elems) {
         return None;
     }
     (n / block_elems).checked_mul(block_bytes)

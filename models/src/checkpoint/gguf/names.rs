@@ -71,7 +71,7 @@ pub(crate) fn rotary_heads(gguf_name: &str) -> Option<RotaryHeads> {
 /// `hf[r] = gguf[map[r]]`. None when `rows` is not a positive multiple of `2 * n_head`.
 pub fn rotary_row_map(rows: usize, n_head: usize) -> Option<Vec<usize>> {
     let pair_rows = n_head.checked_mul(2)?;
-    if n_head == 0 || rows == 0 || rows % pair_rows != 0 {
+    if n_head == 0 || rows == 0 || !rows.is_multiple_of(pair_rows) {
         return None;
     }
     let head_dim = rows / n_head;
@@ -92,7 +92,7 @@ pub fn rotary_row_map(rows: usize, n_head: usize) -> Option<Vec<usize>> {
 /// order. None when `data` does not split into `rows` rows or `rows` into `2 * n_head` halves.
 pub fn unpermute_rows<T: Copy>(data: &[T], rows: usize, n_head: usize) -> Option<Vec<T>> {
     let map = rotary_row_map(rows, n_head)?;
-    if data.len() % rows != 0 {
+    if !data.len().is_multiple_of(rows) {
         return None;
     }
     let row_len = data.len() / rows;

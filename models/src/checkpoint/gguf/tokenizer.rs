@@ -115,11 +115,13 @@ pub(super) fn from_metadata(file: &GgufFile) -> Result<TokenizerParts> {
             )))
         }
     };
-    let add_bos = optional_bool(file, "tokenizer.ggml.add_bos_token")?.unwrap_or(add_bos_default);
+    // A family's default applies only when the file names a BOS token; an explicit flag must.
+    let add_bos = optional_bool(file, "tokenizer.ggml.add_bos_token")?
+        .unwrap_or(add_bos_default && vocab.bos.is_some());
     let add_eos = optional_bool(file, "tokenizer.ggml.add_eos_token")?.unwrap_or(false);
 
     add_special_tokens(&mut tokenizer, &vocab);
-    let post = bos_eos_template(&vocab, add_bos, add_eos).map_err(|m| err(m))?;
+    let post = bos_eos_template(&vocab, add_bos, add_eos).map_err(err)?;
     tokenizer.with_post_processor(post);
 
     let mut eos_ids: Vec<u32> = vocab.eos.into_iter().collect();
@@ -329,22 +331,24 @@ fn bos_eos_template(
         return Ok(None);
     }
     let mut specials = Vec::new();
-    let mut special = |name: &str, id: Option<u32>, key: &str| -> std::result::Result<(), String> {
-        let id = id.ok_or(format!("tokenizer.ggml.{key} is true but the file names no such token"))?;
+    let mut special = |name: &str, id: Option<u32>| -> std::result::Result<(), String> {
+        let id = id.ok_or(format!(
+            "tokenizer.ggml.add_{name}_token is true but there is no tokenizer.ggml.{name}_token_id"
+        ))?;
         let content = vocab.tokens[id as usize].clone();
         specials.push(SpecialToken::new(name.into(), vec![id], vec![content]).map_err(|e| e.to_string())?);
         Ok(())
     };
     let (mut single, mut pair) = (Vec::new(), Vec::new());
     if add_bos {
-        special("bos", vocab.bos, "add_bos_token")?;
+        special("bos", vocab.bos)?;
         single.push("bos");
         pair.push("bos");
     }
     single.push("$A");
     pair.push("$A");
     if add_eos {
-        special("eos", vocab.eos, "add_eos_token")?;
+        special("eos", vocab.eos)?;
         single.push("eos");
         pair.push("eos");
     }
