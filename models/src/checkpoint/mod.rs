@@ -99,11 +99,9 @@ impl TensorView<'_> {
         }
     }
 
-    /// GGUF block types are dequantized by gguf.rs, which is to provide
-    /// `pub fn dequantize(dtype: StoredDType, bytes: &[u8], n: usize) -> Result<Vec<f32>>`;
-    /// this becomes `gguf::dequantize(self.dtype, self.bytes, n)` once it exists.
-    fn dequantize_blocks(&self, _n: usize) -> Result<Vec<f32>> {
-        Err(self.error(&format!("GGUF block type {:?} is not supported yet", self.dtype)))
+    /// GGUF block types: dequantized by gguf.rs.
+    fn dequantize_blocks(&self, n: usize) -> Result<Vec<f32>> {
+        gguf::dequantize(self.dtype, self.bytes, n).map_err(|e| self.error(&e.to_string()))
     }
 
     /// A view knows its tensor but not its file: errors name the tensor.
@@ -116,8 +114,8 @@ impl TensorView<'_> {
 enum Source {
     /// A Hugging Face folder: config.json + model.safetensors (or shards).
     Safetensors(SafetensorsFolder),
-    // A `.gguf` file (config from its metadata, names mapped to Hugging Face's) goes here:
-    // Gguf(gguf::GgufFile),
+    /// A `.gguf` file: config from its metadata, names mapped to Hugging Face's.
+    Gguf(gguf::GgufFile),
 }
 
 /// A model checkpoint opened for reading: its config and a view of each tensor.
@@ -133,8 +131,12 @@ impl Checkpoint {
     pub fn open(path: &Path) -> Result<Checkpoint> {
         let metadata = std::fs::metadata(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         if metadata.is_file() {
-            // The GGUF branch goes here: `if path.extension() == Some("gguf".as_ref()) { ... }`.
-            return Err(Error::format(path, "expected a model folder (config.json + safetensors)"));
+            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+                let file = gguf::GgufFile::open(path)?;
+                let config = file.config()?;
+                return Ok(Checkpoint { path: path.to_path_buf(), config, source: Source::Gguf(file) });
+            }
+            return Err(Error::format(path, "expected a model folder (config.json + safetensors) or a .gguf file"));
         }
         let config = Config::from_hf_json(&path.join("config.json"))?;
         let weights = SafetensorsFolder::open(path)?;
@@ -154,12 +156,19 @@ impl Checkpoint {
     pub fn tensor_names(&self) -> Vec<&str> {
         match &self.source {
             Source::Safetensors(folder) => folder.names(),
+            Source::Gguf(file) => {
+                let mut names: Vec<&str> =
+                    file.tensors().iter().map(|t| t.hf_name.as_deref().unwrap_or(&t.gguf_name)).collect();
+                names.sort_unstable();
+                names
+            }
         }
     }
 
     pub fn has_tensor(&self, name: &str) -> bool {
         match &self.source {
             Source::Safetensors(folder) => folder.file_of(name).is_some(),
+            Source::Gguf(file) => file.tensor_info(name).is_ok(),
         }
     }
 
@@ -168,6 +177,7 @@ impl Checkpoint {
         let missing = || Error::MissingTensor { path: self.path.clone(), name: name.to_string() };
         match &self.source {
             Source::Safetensors(folder) => folder.file_of(name).ok_or_else(missing)?.tensor(name),
+            Source::Gguf(file) => file.tensor(name),
         }
     }
 
@@ -195,14 +205,19 @@ impl Checkpoint {
     pub fn has_tokenizer(&self) -> bool {
         match &self.source {
             Source::Safetensors(_) => self.path.join("tokenizer.json").is_file(),
+            Source::Gguf(file) => file.metadata("tokenizer.ggml.model").is_some(),
         }
     }
 
     /// The tokenizer that came with the checkpoint (tokenizer.json and tokenizer_config.json
-    /// beside config.json).
+    /// beside config.json, or a GGUF file's tokenizer.ggml.* metadata).
     pub fn tokenizer(&self) -> Result<crate::tokenizer::Tokenizer> {
         match &self.source {
             Source::Safetensors(_) => crate::tokenizer::Tokenizer::from_folder(&self.path),
+            Source::Gguf(file) => {
+                let p = file.tokenizer()?;
+                Ok(crate::tokenizer::Tokenizer::from_tokenizers(p.tokenizer, p.add_bos, p.bos_id, p.eos_ids, p.chat_template))
+            }
         }
     }
 }
