@@ -162,3 +162,29 @@ fn a_model_too_big_for_the_gpu_is_refused_before_loading() {
     let err = Model::load(&dir, &LoadOptions::default()).err().unwrap();
     assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
 }
+
+/// The default model, fetched by scripts/fetch-smollm2.sh into `$SHADERLM_CACHE` or
+/// `~/.cache/shaderlm`.
+fn smollm2() -> Option<PathBuf> {
+    let cache = match std::env::var_os("SHADERLM_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/shaderlm"),
+    };
+    let path = cache.join("smollm2-135m-instruct.gguf");
+    if !path.exists() {
+        eprintln!("skipped: {} is absent (run scripts/fetch-smollm2.sh)", path.display());
+        return None;
+    }
+    Some(path)
+}
+
+#[test]
+fn smollm2_answers_the_capital_of_france() {
+    let Some(path) = smollm2() else { return };
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = Model::load(&path, &LoadOptions { ctx: Some(128), ..Default::default() }).unwrap();
+    let messages = [shaderlm::tokenizer::ChatMessage::new("user", "What is the capital of France?")];
+    let options = GenerateOptions { max_tokens: 24, ..Default::default() };
+    let answer = model.chat(&messages, &options).unwrap().text().unwrap();
+    assert_eq!(answer, "The capital of France is Paris.");
+}
