@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod kv_cache;
 pub mod llama;

@@ -89,6 +89,28 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         gen: usize,
     },
+    /// Perplexity of a text file, under the papers' or llama.cpp's protocol.
+    Perplexity {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Text to score (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw).
+        #[arg(long)]
+        file: PathBuf,
+        /// Window length (default: 512 for llama.cpp, 2048 for papers, at most the model's).
+        #[arg(long = "window")]
+        window: Option<usize>,
+        #[arg(long, value_enum, default_value = "llama.cpp")]
+        protocol: ProtocolArg,
+        /// Score at most this many windows.
+        #[arg(long)]
+        max_chunks: Option<usize>,
+        /// Only the first N bytes of the file (cut at a character boundary).
+        #[arg(long)]
+        max_bytes: Option<usize>,
+        /// Print one JSON object as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the GPU shaderlm would use, and every adapter wgpu can see.
     Info,
 }
@@ -113,6 +135,13 @@ struct ModelArgs {
 enum DTypeArg {
     F16,
     F32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProtocolArg {
+    Papers,
+    #[value(name = "llama.cpp")]
+    LlamaCpp,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -284,6 +313,44 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
             }
             let greedy = generation.ids().to_vec();
             println!("{}", serde_json::json!({ "last_logits": last, "greedy": greedy }));
+        }
+        Command::Perplexity { model, file, window, protocol, max_chunks, max_bytes, json } => {
+            let protocol = match protocol {
+                ProtocolArg::Papers => shaderlm::eval::Protocol::Papers,
+                ProtocolArg::LlamaCpp => shaderlm::eval::Protocol::LlamaCpp,
+            };
+            let window = window.unwrap_or(if protocol == shaderlm::eval::Protocol::Papers { 2048 } else { 512 });
+            let ctx = model.ctx.or(Some(window));
+            let mut model = load(&ModelArgs { ctx, ..model })?;
+            let window = window.min(model.context());
+            let mut text = std::fs::read_to_string(&file).map_err(|source| shaderlm::Error::Io { path: file.clone(), source })?;
+            if let Some(n) = max_bytes {
+                let mut end = n.min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            let bar = shaderlm::progress::bar("perplexity", 0);
+            let started = std::time::Instant::now();
+            let result = shaderlm::eval::perplexity(&mut model, &text, protocol, window, max_chunks, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "protocol {} | window {} | {} chunks | {} tokens scored | NLL {:.4} | PPL {:.4} | {:.1} s",
+                result.protocol,
+                result.ctx,
+                result.chunks,
+                result.tokens,
+                result.nll,
+                result.ppl,
+                started.elapsed().as_secs_f64()
+            );
+            if json {
+                println!("{}", serde_json::to_string(&result).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
+            }
         }
         Command::Info => {
             let gpu = Gpu::new()?;

@@ -188,3 +188,33 @@ fn smollm2_answers_the_capital_of_france() {
     let answer = model.chat(&messages, &options).unwrap().text().unwrap();
     assert_eq!(answer, "The capital of France is Paris.");
 }
+
+#[test]
+fn perplexity_matches_a_cpu_computation_under_both_protocols() {
+    use shaderlm::eval::{nll_sum, perplexity, prepare_text, windows, Protocol};
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let text = "Once upon a time, there was a little girl.\nShe liked to play in the park with her dog.\n\
+                One day the dog ran away and she was sad.\nHer mom helped her find it.\n";
+    let ckpt = shaderlm::checkpoint::Checkpoint::open(&stories()).unwrap();
+    let cpu = cpu_llama::CpuLlama::load(&ckpt);
+    let mut model = load(&stories(), WeightDType::F32);
+    let vocab = model.config.vocab_size;
+    for (protocol, ctx) in [(Protocol::Papers, 24), (Protocol::LlamaCpp, 16)] {
+        let ids = model.tokenizer.encode(&prepare_text(text, protocol), true).unwrap();
+        let ws = windows(&ids, ctx, protocol, 1);
+        assert!(ws.len() >= 2, "{protocol:?}: {} windows", ws.len());
+        if protocol == Protocol::LlamaCpp {
+            assert!(ws.iter().all(|(w, rows)| w[0] == 1 && *rows == (ctx / 2..ctx - 1)));
+        }
+        let (mut sum, mut count) = (0.0, 0);
+        for (w, rows) in &ws {
+            let logits: Vec<f32> = cpu.logits(w).into_iter().flatten().map(|v| v as f32).collect();
+            sum += nll_sum(&logits, vocab, w, rows.clone());
+            count += rows.len();
+        }
+        let want = (sum / count as f64).exp();
+        let got = perplexity(&mut model, text, protocol, ctx, None, |_, _| {}).unwrap();
+        assert_eq!(got.tokens, count);
+        assert!((got.ppl - want).abs() < 1e-3 * want, "{protocol:?}: ppl {} vs CPU {want}", got.ppl);
+    }
+}

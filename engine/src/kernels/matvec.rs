@@ -45,9 +45,11 @@ pub struct MatvecConfig {
     pub rows_per_workgroup: u32,
 }
 
+/// 256 threads x 2 rows: the best f16 shape of `engine_bench --sweep` on the H200
+/// (BENCHMARKS.md), within 1% of the best for f32.
 impl Default for MatvecConfig {
     fn default() -> Self {
-        MatvecConfig { workgroup_size: 256, rows_per_workgroup: 4 }
+        MatvecConfig { workgroup_size: 256, rows_per_workgroup: 2 }
     }
 }
 
