@@ -42,6 +42,32 @@ pub fn seed_file() -> Vec<u8> {
     b.build()
 }
 
+/// A SentencePiece-style ("llama") tokenizer with scores, byte tokens and control tokens.
+pub fn sentencepiece_seed_file() -> Vec<u8> {
+    let mut b = GgufBuilder::new();
+    b.string("general.architecture", "llama")
+        .string("tokenizer.ggml.model", "llama")
+        .strings("tokenizer.ggml.tokens", &["<unk>", "<s>", "</s>", "<0x41>", "<0xC3>", "▁", "a", "b", "ab", "▁a", "▁ab"])
+        .f32s("tokenizer.ggml.scores", &[0.0, 0.0, 0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0])
+        .i32s("tokenizer.ggml.token_type", &[2, 3, 3, 6, 6, 1, 1, 1, 1, 1, 1])
+        .u32("tokenizer.ggml.bos_token_id", 1)
+        .u32("tokenizer.ggml.eos_token_id", 2)
+        .u32("tokenizer.ggml.unknown_token_id", 0);
+    b.build()
+}
+
+#[test]
+fn the_sentencepiece_seed_is_valid() {
+    let bytes = sentencepiece_seed_file();
+    let file = GgufFile::from_bytes("spm-seed.gguf", bytes.clone()).expect("the seed opens");
+    let parts = file.tokenizer().expect("tokenizer");
+    // BOS, "▁ab", "a", "A" by byte fallback, then "é": its first byte has a token, its second
+    // does not, so the whole character is unknown.
+    let enc = parts.tokenizer.encode("abaAé", true).unwrap();
+    assert_eq!(enc.get_ids(), &[1, 10, 6, 3, 0], "{:?}", enc.get_tokens());
+    exercise(&bytes);
+}
+
 #[test]
 fn the_seed_file_is_valid() {
     let bytes = seed_file();
@@ -97,13 +123,13 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut Rng) {
 
 #[test]
 fn random_mutations_never_panic() {
-    let seed = seed_file();
-    let cases = 4000;
+    let seeds = [seed_file(), sentencepiece_seed_file()];
+    let cases = 8000;
     let mut opened = 0;
     let start = std::time::Instant::now();
     for case in 0..cases {
         let mut rng = Rng::new(case);
-        let mut bytes = seed.clone();
+        let mut bytes = seeds[case as usize % seeds.len()].clone();
         for _ in 0..1 + rng.below(3) {
             if bytes.is_empty() {
                 break;
@@ -129,5 +155,6 @@ fn write_fuzz_seed() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/gguf");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("tiny-llama.gguf"), seed_file()).unwrap();
+    std::fs::write(dir.join("tiny-sentencepiece.gguf"), sentencepiece_seed_file()).unwrap();
     std::fs::copy(data_dir().join("blocks.gguf"), dir.join("blocks.gguf")).unwrap();
 }
