@@ -147,12 +147,12 @@ fn random_mutations_never_panic() {
     eprintln!("{cases} mutations in {:?}: {opened} still opened, the rest were rejected", start.elapsed());
 }
 
-/// Writes the seed file into fuzz/seeds/gguf for the cargo-fuzz target:
+/// Writes the seed file into tests/fuzz/seeds/gguf for the cargo-fuzz target:
 /// `cargo test --test gguf write_fuzz_seed -- --ignored`.
 #[test]
 #[ignore]
 fn write_fuzz_seed() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/gguf");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/seeds/gguf");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("tiny-llama.gguf"), seed_file()).unwrap();
     std::fs::write(dir.join("tiny-sentencepiece.gguf"), sentencepiece_seed_file()).unwrap();
