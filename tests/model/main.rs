@@ -218,3 +218,22 @@ fn perplexity_matches_a_cpu_computation_under_both_protocols() {
         assert!((got.ppl - want).abs() < 1e-3 * want, "{protocol:?}: ppl {} vs CPU {want}", got.ppl);
     }
 }
+
+#[test]
+fn a_config_that_disagrees_with_the_weights_is_an_error_naming_the_tensor() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tiny::write(tiny::Kind::Llama3);
+    // vocab 500 in config.json against a (512, 64) embedding table
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("\"vocab_size\":512", "\"vocab_size\":500");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    let err = Model::load(&dir, &LoadOptions::default()).err().unwrap();
+    assert!(matches!(&err, Error::TensorShape { name, .. } if name == "model.embed_tokens.weight"), "{err}");
+
+    // a layer's tensor missing
+    let dir = tiny::write(tiny::Kind::Qwen2);
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("\"num_hidden_layers\":2", "\"num_hidden_layers\":3");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    let err = Model::load(&dir, &LoadOptions::default()).err().unwrap();
+    assert!(matches!(&err, Error::MissingTensor { name, .. } if name.starts_with("model.layers.2.")), "{err}");
+    assert!(err.to_string().contains(dir.to_str().unwrap()), "the message names the checkpoint: {err}");
+}
