@@ -206,7 +206,7 @@ impl Tensor {
         if self.dtype.is_packed() {
             // Rows are whole groups; the view's scales must still start on a 32-bit word.
             let scale_bytes = self.dtype.scale_bytes(first);
-            if scale_bytes % 4 != 0 {
+            if !scale_bytes.is_multiple_of(4) {
                 return Err(Error::shape("rows", "packed view's scales start (whole words)", "a multiple of 4", scale_bytes));
             }
             let offset = self.offset + self.dtype.quant_bytes(first);
@@ -291,7 +291,7 @@ impl Tensor {
         if size > limit {
             return Err(Error::TooLarge { what: format!("{op}: binding of {self:?}{part}"), bytes: size, limit });
         }
-        if offset % gpu.info().binding_alignment != 0 {
+        if !offset.is_multiple_of(gpu.info().binding_alignment) {
             let what = format!("binding offset alignment{part}");
             return Err(Error::shape(op, what, gpu.info().binding_alignment, offset));
         }
@@ -363,11 +363,11 @@ impl Tensor {
         // Rows per chunk: a multiple of `step`, so every chunk's quants and scales start aligned.
         let align = gpu.info().binding_alignment;
         let step = (1..=align as usize)
-            .find(|&s| (s as u64 * row_quants) % align == 0 && (s as u64 * row_scales) % align == 0)
+            .find(|&s| (s as u64 * row_quants).is_multiple_of(align) && (s as u64 * row_scales).is_multiple_of(align))
             .unwrap_or(align as usize);
         let fit = ((limit / row_quants.max(1)) as usize).min(max_rows);
         let per = fit / step * step;
-        if per == 0 || self.offset % align != 0 || self.scales % align != 0 {
+        if per == 0 || !self.offset.is_multiple_of(align) || !self.scales.is_multiple_of(align) {
             return Err(Error::TooLarge {
                 what: format!("one aligned row chunk of {self:?}"),
                 bytes: row_quants * step as u64,
