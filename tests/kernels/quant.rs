@@ -15,7 +15,8 @@ use half::f16;
 use shaderlm::checkpoint::gguf::dequantize as gguf_dequantize;
 use shaderlm::checkpoint::StoredDType;
 use shaderlm_engine::dtype::{self as packing, dequantize, quantize_q4, quantize_q8};
-use shaderlm_engine::kernels::{matmul::matmul, matvec::matvec, quantize::quantize};
+use shaderlm_engine::kernels::matvec::{matvec, matvec_with, MatvecConfig};
+use shaderlm_engine::kernels::{matmul::matmul, quantize::quantize};
 use shaderlm_engine::{reference, DType, Error, Gpu, GpuOptions, Tensor};
 
 use crate::common::*;
@@ -322,6 +323,31 @@ fn matvec_packed_matches_reference() {
             for &k in ks(dtype) {
                 for n in [1, 7, 33, 257] {
                     check_matvec(gpu, dtype, n, k);
+                }
+            }
+        }
+    }
+}
+
+/// The workgroup shapes other GPUs get (`matvec` on lavapipe uses 32 threads): the discrete-GPU
+/// default, more threads than a row has words, odd row counts.
+#[test]
+fn matvec_packed_other_workgroup_shapes_match_reference() {
+    for gpu in gpus() {
+        for (workgroup_size, rows_per_workgroup) in [(256, 4), (128, 8), (64, 3), (1, 2)] {
+            let config = MatvecConfig { workgroup_size, rows_per_workgroup };
+            for dtype in PACKED {
+                for (n, k) in [(37, 4 * dtype.group().unwrap()), (5, 4096)] {
+                    let case = format!("matvec n={n} k={k} w={dtype} {config:?} [{}]", path(gpu));
+                    let (w, deq, terms) = packed_weight(gpu, dtype, n, k, 11);
+                    let xs = Rng::new(12).vec(k, 1.0);
+                    let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+                    let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
+                    let got = run_poisoned(gpu, &matvec_with(gpu, &w, &x, &y, config).unwrap(), &y);
+                    let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
+                    reference::matvec::matvec(&deq, &xs, &mut want);
+                    reference::matvec::matvec_abs(&terms, &xs, &mut scale);
+                    assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
                 }
             }
         }
