@@ -23,6 +23,8 @@ pub struct Tensor {
     offset: u64,
     /// Packed dtypes: byte offset in `buffer` of the scales of row 0. Unused (0) otherwise.
     scales: u64,
+    /// False for a row view of a packed tensor (two ranges, not one).
+    contiguous: bool,
     shape: Vec<usize>,
     dtype: DType,
 }
@@ -54,7 +56,7 @@ impl Tensor {
             mapped_at_creation: false,
         });
         let scales = dtype.scales_offset(numel);
-        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, scales, shape: shape.to_vec(), dtype })
+        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, scales, contiguous: true, shape: shape.to_vec(), dtype })
     }
 
     /// Uploads f32 values, converting them to `dtype` (F32 or F16).
@@ -177,7 +179,7 @@ impl Tensor {
 
     /// Wraps an existing buffer (engine-internal: query resolves, staging).
     pub(crate) fn from_buffer(buffer: wgpu::Buffer, dtype: DType, numel: usize) -> Tensor {
-        Tensor { buffer: Arc::new(buffer), offset: 0, scales: 0, shape: vec![numel], dtype }
+        Tensor { buffer: Arc::new(buffer), offset: 0, scales: 0, contiguous: true, shape: vec![numel], dtype }
     }
 
     /// Same storage, another shape with the same element count.
@@ -204,6 +206,9 @@ impl Tensor {
         let mut shape = self.shape.clone();
         shape[0] = rows;
         if self.dtype.is_packed() {
+            if (start, rows) == (0, n) {
+                return Ok(self.clone());
+            }
             // Rows are whole groups; the view's scales must still start on a 32-bit word.
             let scale_bytes = self.dtype.scale_bytes(first);
             if !scale_bytes.is_multiple_of(4) {
@@ -211,10 +216,10 @@ impl Tensor {
             }
             let offset = self.offset + self.dtype.quant_bytes(first);
             let scales = self.scales + scale_bytes;
-            return Ok(Tensor { buffer: self.buffer.clone(), offset, scales, shape, dtype: self.dtype });
+            return Ok(Tensor { buffer: self.buffer.clone(), offset, scales, contiguous: false, shape, dtype: self.dtype });
         }
         let offset = self.offset + self.dtype.bytes_for(first);
-        Ok(Tensor { buffer: self.buffer.clone(), offset, scales: 0, shape, dtype: self.dtype })
+        Ok(Tensor { buffer: self.buffer.clone(), offset, scales: 0, contiguous: true, shape, dtype: self.dtype })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -246,7 +251,7 @@ impl Tensor {
 
     /// False for a row view of a packed tensor, whose quants and scales are two separate ranges.
     pub fn is_contiguous(&self) -> bool {
-        !self.dtype.is_packed() || self.scales == self.offset + self.dtype.scales_offset(self.numel())
+        self.contiguous
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {

@@ -483,6 +483,10 @@ fn packed_tensors_and_kernels_reject_bad_input() {
     let q8 = t(&[3, 32], DType::Q8);
     let view = q8.rows(2, 1).unwrap();
     assert!(!view.is_contiguous() && q8.is_contiguous());
+    assert!(q8.rows(0, 3).unwrap().is_contiguous(), "all rows: the tensor itself");
+    // Rows 0..9 of ten: quants (144 bytes) and scales (at 256) sit where a 9-row tensor's
+    // would, but its padding is row 9's quants: still a view.
+    assert!(!t(&[10, 32], DType::Q4).rows(0, 9).unwrap().is_contiguous());
     assert!(shape(view.to_words(gpu)));
     assert!(shape(view.write_words(gpu, &[0; 9])));
     let mut rec = shaderlm_engine::Recorder::new(gpu);
