@@ -161,8 +161,9 @@ impl Weights {
     }
 
     /// Reads every tensor from the checkpoint (checking its shape against the config) and
-    /// uploads it; linear layers of a quantized `dtype` are uploaded as f16 and quantized on the
-    /// GPU. `progress` is called after each tensor with (done, total).
+    /// uploads it; linear layers of a quantized `dtype` are repacked from GGUF blocks where
+    /// exact, else quantized on the GPU (`upload_packed`). `progress` is called after each tensor
+    /// with (done, total).
     pub fn load(
         gpu: &Gpu,
         ckpt: &Checkpoint,
@@ -176,16 +177,10 @@ impl Weights {
         let total = 3 + cfg.num_hidden_layers * 9;
         let mut done = 0;
         let mut load = |name: &str, shape: &[usize], dt: DType| -> Result<Tensor> {
-            let data = ckpt.tensor_f32(name, shape)?;
             let t = if dt.is_packed() {
-                let f16 = Tensor::from_f32(gpu, shape, DType::F16, &data)?;
-                let packed = Tensor::empty(gpu, shape, dt)?;
-                let mut rec = Recorder::new(gpu);
-                rec.run(&quantize::quantize(gpu, &f16, &packed)?);
-                rec.submit()?;
-                packed
+                upload_packed(gpu, ckpt, name, shape, dt)?
             } else {
-                Tensor::from_f32(gpu, shape, dt, &data)?
+                Tensor::from_f32(gpu, shape, dt, &ckpt.tensor_f32(name, shape)?)?
             };
             done += 1;
             progress(done, total);
@@ -228,6 +223,22 @@ impl Weights {
         let inv_freq = Tensor::from_f32(gpu, &[cfg.rot_dim() / 2], DType::F32, &rope_frequencies(cfg))?;
         Ok(Weights { embed_tokens, layers, norm, lm_head, inv_freq })
     }
+}
+
+/// Uploads a linear layer as the packed `dtype`: GGUF blocks that carry over exactly (Q8_0 to
+/// Q8, Q4_0 / Q4_1 to Q4) are repacked on the CPU; anything else is uploaded as f16 and
+/// quantized on the GPU (round to nearest).
+fn upload_packed(gpu: &Gpu, ckpt: &Checkpoint, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    let view = ckpt.expect_shape(name, shape)?;
+    if let Some(words) = crate::checkpoint::gguf::repack_blocks(&view, dtype)? {
+        return Ok(Tensor::from_words(gpu, shape, dtype, &words)?);
+    }
+    let f16 = Tensor::from_f32(gpu, shape, DType::F16, &view.to_f32()?)?;
+    let packed = Tensor::empty(gpu, shape, dtype)?;
+    let mut rec = Recorder::new(gpu);
+    rec.run(&quantize::quantize(gpu, &f16, &packed)?);
+    rec.submit()?;
+    Ok(packed)
 }
 
 /// RoPE inverse frequencies for the config, with Llama-3 scaling when it asks for it.

@@ -149,3 +149,62 @@ fn smollm2_quantized_answers_the_capital_of_france() {
     let answer = model.chat(&messages, &options).unwrap().text().unwrap();
     assert_eq!(answer, "The capital of France is Paris.");
 }
+
+/// GGUF blocks (built here) repack into Q8 / Q4 exactly, and only where that is exact.
+#[test]
+fn gguf_blocks_repack_without_a_second_rounding() {
+    use shaderlm::checkpoint::gguf::{dequantize as gguf_dequantize, repack_blocks};
+    use shaderlm::checkpoint::{StoredDType, TensorView};
+    let (n, k) = (3, 64);
+    let mut rng = 0x1234_5678u64;
+    let mut next = move || {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng >> 33) as u32
+    };
+    // Bits, with -0 read as +0 (Q4_0's d * 0 with d < 0).
+    let bits = |v: &[f32]| v.iter().map(|&x| if x == 0.0 { 0 } else { x.to_bits() }).collect::<Vec<_>>();
+    for (format, block_bytes, target) in
+        [(StoredDType::Q8_0, 34, DType::Q8), (StoredDType::Q4_0, 18, DType::Q4), (StoredDType::Q4_1, 20, DType::Q4)]
+    {
+        let mut bytes = Vec::new();
+        for _ in 0..n * k / 32 {
+            // A scale (and min) anywhere in f16's finite range below 8188, of either sign.
+            for _ in 0..if format == StoredDType::Q4_1 { 2 } else { 1 } {
+                let d = half::f16::from_bits((next() % 0x7000) as u16 | (next() % 2 << 15) as u16);
+                bytes.extend(d.to_bits().to_le_bytes());
+            }
+            bytes.extend((0..block_bytes - bytes.len() % block_bytes).map(|_| next() as u8));
+        }
+        let view = TensorView { name: "w".into(), shape: vec![n, k], dtype: format, bytes: &bytes };
+        let words = repack_blocks(&view, target).unwrap().expect("repacked");
+        let want = gguf_dequantize(format, &bytes, n * k).unwrap();
+        assert_eq!(bits(&dequantize(target, &words, n, k).unwrap()), bits(&want), "{format:?}");
+        // Not exact, so not repacked: groups of 128 from blocks of 32, Q8 from 4-bit blocks.
+        assert!(repack_blocks(&view, DType::Q4G128).unwrap().is_none(), "{format:?} -> q4g128");
+        let other = if target == DType::Q8 { DType::Q4 } else { DType::Q8 };
+        assert!(repack_blocks(&view, other).unwrap().is_none(), "{format:?} -> {other}");
+    }
+    // Q4_0 with d = 16384: its min -8 d is no f16.
+    let mut block = half::f16::from_f32(16384.0).to_bits().to_le_bytes().to_vec();
+    block.extend([0x21u8; 16]);
+    let view = TensorView { name: "w".into(), shape: vec![1, 32], dtype: StoredDType::Q4_0, bytes: &block };
+    assert!(repack_blocks(&view, DType::Q4).unwrap().is_none());
+}
+
+/// SmolLM2's GGUF stores its projections as Q4_1 (skipped when absent): loaded as Q4 they are
+/// the file's values exactly, not a second quantization of them.
+#[test]
+fn smollm2_q4_1_projections_load_exactly() {
+    let Some(path) = smollm2() else { return };
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let gpu = Gpu::new().unwrap();
+    let ckpt = Checkpoint::open(&path).unwrap();
+    let name = "model.layers.0.self_attn.q_proj.weight";
+    let view = ckpt.tensor(name).unwrap();
+    assert_eq!(view.dtype, shaderlm::checkpoint::StoredDType::Q4_1);
+    let (n, k) = (view.shape[0], view.shape[1]);
+    let w = Weights::load(&gpu, &ckpt, WeightDType::Q4, |_, _| {}).unwrap();
+    let got = w.layers[0].q_proj.to_f32(&gpu).unwrap();
+    let want = ckpt.tensor_f32(name, &[n, k]).unwrap();
+    assert!(got.iter().zip(&want).all(|(a, b)| a == b), "q_proj differs from the file's values");
+}
