@@ -170,7 +170,7 @@ fn gguf_blocks_repack_without_a_second_rounding() {
         for _ in 0..n * k / 32 {
             // A scale (and min) anywhere in f16's finite range below 8188, of either sign.
             for _ in 0..if format == StoredDType::Q4_1 { 2 } else { 1 } {
-                let d = half::f16::from_bits((next() % 0x7000) as u16 | (next() % 2 << 15) as u16);
+                let d = half::f16::from_bits((next() % 0x7000) as u16 | ((next() % 2) << 15) as u16);
                 bytes.extend(d.to_bits().to_le_bytes());
             }
             bytes.extend((0..block_bytes - bytes.len() % block_bytes).map(|_| next() as u8));
