@@ -9,9 +9,9 @@
 //! It prints, for the adapter it opens (`SHADERLM_ADAPTER` picks one):
 //! 1. copy bandwidth: one large buffer-to-buffer copy, counted two ways, read + write
 //!    (2 x bytes copied / time) and read only (bytes copied / time);
-//! 2. matvec GB/s, F32 and F16 weights, at 4096x4096, 11008x4096 and 4096x11008 (N x K), where
-//!    bytes = weight + x + y, each counted once;
-//! 3. matmul GFLOP/s (2 M N K / time) at M = 512, N = K = 4096, F32 and F16 weights;
+//! 2. matvec GB/s, F32, F16, Q8, Q4 and Q4G128 weights, at 4096x4096, 11008x4096 and 4096x11008
+//!    (N x K), where bytes = weight (quants and scales) + x + y, each counted once;
+//! 3. matmul GFLOP/s (2 M N K / time) at M = 512, N = K = 4096, for the same weight dtypes;
 //! 4. each matvec's fraction of the copy's read-only bandwidth: both read every byte once,
 //!    so this compares like with like (the fraction of the read + write figure is half of it).
 //!
@@ -106,15 +106,20 @@ fn main() -> Result<()> {
     // 2. Matvec.
     let config = MatvecConfig::for_gpu(&gpu);
     println!();
-    println!("matvec workgroups: {} threads x {} rows", config.workgroup_size, config.rows_per_workgroup);
+    println!(
+        "matvec workgroups: {} threads x {} rows (packed weights: at most one thread per 16-byte word of a row)",
+        config.workgroup_size, config.rows_per_workgroup
+    );
     println!(
         "{:<8} {:>14} {:>5} {:>11} {:>10} {:>10} {:>9} {:>13}",
         "op", "N x K", "w", "bytes MiB", "gpu us", "wall us", "GB/s", "of copy read"
     );
     let mut f16_fractions = Vec::new();
     for &(n, k) in &shapes.matvec {
-        for dtype in [DType::F32, DType::F16] {
+        for dtype in WEIGHT_DTYPES.into_iter().filter(|d| d.group().is_none_or(|g| k % g == 0)) {
             let bench = MatvecBench::new(&gpu, n, k, dtype, shapes.rotate_bytes)?;
+            // What `matvec` picks: packed weights use no more threads than a row has words.
+            let config = MatvecConfig::for_weight(&gpu, &bench.weights[0]);
             let t = bench.time(&gpu, config, shapes.timed_runs)?;
             let gbs = bench.bytes as f64 / t.seconds() / 1e9;
             if dtype == DType::F16 {
@@ -145,8 +150,8 @@ fn main() -> Result<()> {
     let x = Tensor::from_f32(&gpu, &[m, k], DType::F32, &rng.vec(m * k))?;
     let y = Tensor::empty(&gpu, &[m, n], DType::F32)?;
     let wdata = rng.vec(n * k);
-    for dtype in [DType::F32, DType::F16] {
-        let w = Tensor::from_f32(&gpu, &[n, k], dtype, &wdata)?;
+    for dtype in WEIGHT_DTYPES.into_iter().filter(|d| d.group().is_none_or(|g| k % g == 0)) {
+        let w = weight(&gpu, &[n, k], dtype, &wdata)?;
         let op = matmul(&gpu, &x, &w, &y)?;
         let runs = (shapes.timed_runs / 10).max(5);
         let t = time_runs(&gpu, runs, op.labels().len(), |rec, _| {
@@ -173,6 +178,22 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The weight dtypes measured.
+const WEIGHT_DTYPES: [DType; 5] = [DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128];
+
+/// A weight `[n, k]` of `dtype` holding `values` (packed dtypes quantized on the CPU).
+fn weight(gpu: &Gpu, shape: &[usize; 2], dtype: DType, values: &[f32]) -> Result<Tensor> {
+    use shaderlm_engine::dtype::{quantize_q4, quantize_q8};
+    let [n, k] = *shape;
+    match dtype {
+        DType::Q8 => Tensor::from_words(gpu, shape, dtype, &quantize_q8(values, n, k)?),
+        DType::Q4 | DType::Q4G128 => {
+            Tensor::from_words(gpu, shape, dtype, &quantize_q4(values, n, k, dtype.group().unwrap_or(32))?)
+        }
+        _ => Tensor::from_f32(gpu, shape, dtype, values),
+    }
+}
+
 /// One matvec shape: the weight in enough copies to rotate over, x and y.
 struct MatvecBench {
     weights: Vec<Tensor>,
@@ -185,7 +206,7 @@ struct MatvecBench {
 impl MatvecBench {
     fn new(gpu: &Gpu, n: usize, k: usize, dtype: DType, rotate_bytes: u64) -> Result<MatvecBench> {
         let mut rng = Rng((n * 31 + k) as u64);
-        let first = Tensor::from_f32(gpu, &[n, k], dtype, &rng.vec(n * k))?;
+        let first = weight(gpu, &[n, k], dtype, &rng.vec(n * k))?;
         let copies = rotate_bytes.div_ceil(first.byte_size()).clamp(1, 32) as usize;
         let mut weights = vec![first.clone()];
         let mut rec = Recorder::new(gpu);

@@ -14,3 +14,95 @@ fn f16_from_word(word: u32, i: u32) -> f32 {
 
 // Largest finite f32, used as -inf stand-in where real infinities would produce NaN.
 const NEG_BIG: f32 = -3.0e38;
+
+// ---- packed (quantized) weights: decoding (engine/src/dtype.rs documents the layouts) ----
+
+// The four signed bytes of a Q8 quant word, element 4i + j in bits 8j.. (sign-extended by an
+// arithmetic shift, exact for all of -128..127).
+fn int8x4_from_word(word: u32) -> vec4<f32> {
+    let bytes = bitcast<vec4<i32>>(vec4<u32>(word) << vec4<u32>(24u, 16u, 8u, 0u));
+    return vec4<f32>(bytes >> vec4<u32>(24u));
+}
+
+// Nibbles 0..3 (bits 0..15) and 4..7 (bits 16..31) of a Q4 quant word, as 0..15.
+fn nibbles_lo_from_word(word: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(word) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
+}
+fn nibbles_hi_from_word(word: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(word) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
+}
+
+// ---- quantizing: exact f16 rounding and round-to-nearest, the same as engine/src/dtype.rs ----
+// Integer arithmetic throughout (a GPU may round f32 -> f16 conversions its own way and flush
+// f16 subnormals), so the quantize kernels match the CPU quantizer bit for bit.
+
+// The f16 nearest to v (ties to even), as bits; v finite.
+fn f16_bits_nearest(v: f32) -> u32 {
+    let b = bitcast<u32>(v);
+    let sign = (b >> 16u) & 0x8000u;
+    let a = b & 0x7fffffffu;
+    if (a >= 0x477ff000u) {          // 65520 and above round to infinity
+        return sign | 0x7c00u;
+    }
+    if (a >= 0x38800000u) {          // 2^-14 and above: a normal f16; rebias, round 13 bits
+        let m = a - 0x38000000u;
+        return sign | ((m + 0x0fffu + ((m >> 13u) & 1u)) >> 13u);
+    }
+    if (a < 0x33000000u) {           // below 2^-25: zero (2^-25 itself ties to even, zero)
+        return sign;
+    }
+    // A subnormal f16: units of 2^-24; the shift is 14 ..= 24.
+    let shift = 126u - (a >> 23u);
+    let mant = (a & 0x7fffffu) | 0x800000u;
+    return sign | ((mant + (1u << (shift - 1u)) - 1u + ((mant >> shift) & 1u)) >> shift);
+}
+
+// The value of f16 bits, exactly (subnormals included).
+fn f32_from_f16_bits(h: u32) -> f32 {
+    let sign = select(1.0, -1.0, (h & 0x8000u) != 0u);
+    let e = (h >> 10u) & 31u;
+    let m = h & 0x3ffu;
+    if (e == 0u) {
+        return sign * f32(m) * 5.9604645e-8;  // m * 2^-24
+    }
+    return bitcast<f32>(((h & 0x8000u) << 16u) | ((e + 112u) << 23u) | (m << 13u));
+}
+
+// The largest f16 not above v / the smallest not below it, as bits; v within ±65504.
+fn f16_bits_down(v: f32) -> u32 {
+    let h = f16_bits_nearest(v);
+    if (f32_from_f16_bits(h) <= v) {
+        return h;
+    }
+    if ((h & 0x7fffu) == 0u) {
+        return 0x8001u;
+    }
+    return select(h - 1u, h + 1u, (h & 0x8000u) != 0u);
+}
+fn f16_bits_up(v: f32) -> u32 {
+    let h = f16_bits_nearest(v);
+    if (f32_from_f16_bits(h) >= v) {
+        return h;
+    }
+    if ((h & 0x7fffu) == 0u) {
+        return 0x0001u;
+    }
+    return select(h + 1u, h - 1u, (h & 0x8000u) != 0u);
+}
+
+// round(a / step) for a >= 0, ties away from zero, clamped to qmax: the number of midpoints
+// (j + 1/2) * step, j < qmax, not above a. Each midpoint is an exact f32 (step is an f16), so
+// the comparisons are exact and the first guess's rounding does not matter.
+fn steps_to_nearest(a: f32, step: f32, qmax: u32) -> u32 {
+    if (step <= 0.0) {
+        return 0u;
+    }
+    var q = u32(clamp(a / step + 0.5, 0.0, f32(qmax)));
+    while (q > 0u && a < f32(2u * q - 1u) * step * 0.5) {
+        q -= 1u;
+    }
+    while (q < qmax && a >= f32(2u * q + 1u) * step * 0.5) {
+        q += 1u;
+    }
+    return q;
+}

@@ -27,6 +27,9 @@ impl Readback {
     }
 
     pub(crate) fn check(&self, src: &Tensor) -> Result<u64> {
+        if !src.is_contiguous() {
+            return Err(Error::shape("readback", "source", "a whole range", "a row view of a packed tensor"));
+        }
         let n = src.byte_size();
         if n > self.bytes {
             return Err(Error::shape("readback", "source bytes", self.bytes, n));

@@ -51,6 +51,9 @@ impl<'g> Recorder<'g> {
 
     /// Copies all of `src` into the start of `dst` (same byte size or smaller).
     pub fn copy(&mut self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        if !src.is_contiguous() || !dst.is_contiguous() {
+            return Err(Error::shape("copy", "tensors", "whole ranges", "a row view of a packed tensor"));
+        }
         let bytes = src.byte_size();
         if bytes > dst.byte_size() {
             return Err(Error::shape("copy", "destination bytes", bytes, dst.byte_size()));

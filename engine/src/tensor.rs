@@ -6,6 +6,10 @@
 //! A tensor may be larger than the largest range one storage binding can cover
 //! (`GpuInfo::max_binding_bytes`: 128 MiB on lavapipe, 2 GiB on NVIDIA). Kernels that take such
 //! tensors bind them in row chunks (`row_chunks`), each chunk a view of the same buffer.
+//!
+//! A packed (quantized) tensor is two arrays in one buffer, quants then scales (see `dtype`);
+//! a row view of it is two ranges, its rows' quants and its rows' scales. Kernels bind the two
+//! separately; only a whole packed tensor can be written or read back as words.
 
 use std::sync::Arc;
 
@@ -15,8 +19,12 @@ use crate::{DType, Gpu};
 #[derive(Clone)]
 pub struct Tensor {
     buffer: Arc<wgpu::Buffer>,
-    /// Byte offset of element 0 in `buffer`.
+    /// Byte offset of element 0 in `buffer` (for packed dtypes: of the quants of row 0).
     offset: u64,
+    /// Packed dtypes: byte offset in `buffer` of the scales of row 0. Unused (0) otherwise.
+    scales: u64,
+    /// False for a row view of a packed tensor (two ranges, not one).
+    contiguous: bool,
     shape: Vec<usize>,
     dtype: DType,
 }
@@ -35,6 +43,7 @@ impl Tensor {
     /// An uninitialised tensor (contents unspecified until written).
     pub fn empty(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let numel = checked_numel(shape)?;
+        dtype.check_shape("tensor", shape)?;
         let bytes = dtype.bytes_for(numel).max(4);
         let limit = gpu.info().max_buffer_bytes;
         if bytes > limit {
@@ -46,7 +55,8 @@ impl Tensor {
             usage: STORAGE,
             mapped_at_creation: false,
         });
-        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype })
+        let scales = dtype.scales_offset(numel);
+        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, scales, contiguous: true, shape: shape.to_vec(), dtype })
     }
 
     /// Uploads f32 values, converting them to `dtype` (F32 or F16).
@@ -98,6 +108,7 @@ impl Tensor {
 
     /// Writes raw storage words from the start of the tensor.
     pub fn write_words(&self, gpu: &Gpu, words: &[u32]) -> Result<()> {
+        self.check_contiguous("write_words")?;
         let bytes = 4 * words.len() as u64;
         if bytes > self.byte_size() {
             return Err(Error::shape("write_words", "word count", self.byte_size() / 4, words.len()));
@@ -111,12 +122,17 @@ impl Tensor {
         self.write_words(gpu, &vec![word; (self.byte_size() / 4) as usize])
     }
 
-    /// Downloads and converts to f32 (F32 or F16 tensors). Waits for the GPU.
+    /// Downloads and converts to f32 (F32 or F16 tensors; packed ones are dequantized on the
+    /// CPU). Waits for the GPU.
     pub fn to_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let words = self.to_words(gpu)?;
         match self.dtype {
             DType::F32 => Ok(bytemuck::cast_slice(&words[..self.numel()]).to_vec()),
             DType::F16 => Ok(crate::dtype::unpack_f16(&words, self.numel())),
+            d if d.is_packed() => {
+                let k = self.shape.last().copied().unwrap_or(1);
+                crate::dtype::dequantize(d, &words, self.numel() / k.max(1), k)
+            }
             other => Err(Error::dtype("to_f32", "tensor", &[DType::F32, DType::F16], other)),
         }
     }
@@ -133,6 +149,7 @@ impl Tensor {
 
     /// Downloads the raw storage words. Waits for the GPU.
     pub fn to_words(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        self.check_contiguous("to_words")?;
         let size = self.byte_size();
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
@@ -162,7 +179,7 @@ impl Tensor {
 
     /// Wraps an existing buffer (engine-internal: query resolves, staging).
     pub(crate) fn from_buffer(buffer: wgpu::Buffer, dtype: DType, numel: usize) -> Tensor {
-        Tensor { buffer: Arc::new(buffer), offset: 0, shape: vec![numel], dtype }
+        Tensor { buffer: Arc::new(buffer), offset: 0, scales: 0, contiguous: true, shape: vec![numel], dtype }
     }
 
     /// Same storage, another shape with the same element count.
@@ -170,6 +187,7 @@ impl Tensor {
         if checked_numel(shape)? != self.numel() {
             return Err(Error::shape("reshape", "element count", self.numel(), shape));
         }
+        self.dtype.check_shape("reshape", shape)?;
         Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
     }
 
@@ -185,10 +203,23 @@ impl Tensor {
         if self.dtype == DType::F16 && first % 2 != 0 {
             return Err(Error::shape("rows", "f16 view start (must be even)", "even", first));
         }
-        let offset = self.offset + self.dtype.bytes_for(first);
         let mut shape = self.shape.clone();
         shape[0] = rows;
-        Ok(Tensor { buffer: self.buffer.clone(), offset, shape, dtype: self.dtype })
+        if self.dtype.is_packed() {
+            if (start, rows) == (0, n) {
+                return Ok(self.clone());
+            }
+            // Rows are whole groups; the view's scales must still start on a 32-bit word.
+            let scale_bytes = self.dtype.scale_bytes(first);
+            if !scale_bytes.is_multiple_of(4) {
+                return Err(Error::shape("rows", "packed view's scales start (whole words)", "a multiple of 4", scale_bytes));
+            }
+            let offset = self.offset + self.dtype.quant_bytes(first);
+            let scales = self.scales + scale_bytes;
+            return Ok(Tensor { buffer: self.buffer.clone(), offset, scales, contiguous: false, shape, dtype: self.dtype });
+        }
+        let offset = self.offset + self.dtype.bytes_for(first);
+        Ok(Tensor { buffer: self.buffer.clone(), offset, scales: 0, contiguous: true, shape, dtype: self.dtype })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -208,9 +239,19 @@ impl Tensor {
         self.dtype.bytes_for(self.numel()).max(4)
     }
 
-    /// Byte offset of the tensor in its buffer.
+    /// Byte offset of the tensor in its buffer (packed dtypes: of its quants).
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Packed dtypes: byte offset of the tensor's scales in its buffer.
+    pub fn scales_offset(&self) -> u64 {
+        self.scales
+    }
+
+    /// False for a row view of a packed tensor, whose quants and scales are two separate ranges.
+    pub fn is_contiguous(&self) -> bool {
+        self.contiguous
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {
@@ -225,26 +266,69 @@ impl Tensor {
     /// The binding for a kernel. Fails if the range exceeds the device's binding limit
     /// (kernels that accept larger tensors bind `row_chunks` instead).
     pub(crate) fn binding(&self, gpu: &Gpu, op: &'static str) -> Result<wgpu::BindingResource<'_>> {
-        let size = self.byte_size();
+        self.check_contiguous(op)?;
+        self.range_binding(gpu, op, "", self.offset, self.byte_size())
+    }
+
+    /// Packed dtypes: the binding of the quants (a whole number of 16-byte words per row).
+    pub(crate) fn quants_binding(&self, gpu: &Gpu, op: &'static str) -> Result<wgpu::BindingResource<'_>> {
+        let size = self.dtype.quant_bytes(self.numel()).next_multiple_of(4);
+        self.range_binding(gpu, op, " quants", self.offset, size)
+    }
+
+    /// Packed dtypes: the binding of the scales (rounded up to a whole word; for Q8 with an odd
+    /// group count that is the next row's first scale or the array's padding, never read).
+    pub(crate) fn scales_binding(&self, gpu: &Gpu, op: &'static str) -> Result<wgpu::BindingResource<'_>> {
+        let size = self.dtype.scale_bytes(self.numel()).next_multiple_of(4);
+        self.range_binding(gpu, op, " scales", self.scales, size)
+    }
+
+    fn range_binding(
+        &self,
+        gpu: &Gpu,
+        op: &'static str,
+        part: &str,
+        offset: u64,
+        size: u64,
+    ) -> Result<wgpu::BindingResource<'_>> {
+        let size = size.max(4);
         let limit = gpu.info().max_binding_bytes;
         if size > limit {
-            return Err(Error::TooLarge { what: format!("{op}: binding of {self:?}"), bytes: size, limit });
+            return Err(Error::TooLarge { what: format!("{op}: binding of {self:?}{part}"), bytes: size, limit });
         }
-        if self.offset % gpu.info().binding_alignment != 0 {
-            return Err(Error::shape(op, "binding offset alignment", gpu.info().binding_alignment, self.offset));
+        if !offset.is_multiple_of(gpu.info().binding_alignment) {
+            let what = format!("binding offset alignment{part}");
+            return Err(Error::shape(op, what, gpu.info().binding_alignment, offset));
         }
         Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
-            offset: self.offset,
+            offset,
             size: std::num::NonZeroU64::new(size),
         }))
+    }
+
+    fn check_contiguous(&self, op: &'static str) -> Result<()> {
+        if !self.is_contiguous() {
+            let what = format!("{self:?} (a row view of a packed tensor is two ranges)");
+            return Err(Error::shape(op, what, "a whole packed tensor", "a row view"));
+        }
+        Ok(())
     }
 
     /// Splits the first axis into chunks that each fit one binding and start at an aligned
     /// offset. Returns `(first_row, view)` pairs; a tensor that fits is one chunk.
     pub fn row_chunks(&self, gpu: &Gpu) -> Result<Vec<(usize, Tensor)>> {
+        self.row_chunks_of_at_most(gpu, usize::MAX)
+    }
+
+    /// `row_chunks` with at most `max_rows` rows per chunk (a kernel that binds another
+    /// tensor's rows beside these bounds the chunk by that tensor's row size too).
+    pub fn row_chunks_of_at_most(&self, gpu: &Gpu, max_rows: usize) -> Result<Vec<(usize, Tensor)>> {
         let n = *self.shape.first().unwrap_or(&1);
-        if self.byte_size() <= gpu.info().max_binding_bytes || n <= 1 {
+        if self.dtype.is_packed() {
+            return self.packed_row_chunks(gpu, max_rows.max(1));
+        }
+        if (self.byte_size() <= gpu.info().max_binding_bytes && n <= max_rows) || n <= 1 {
             return Ok(vec![(0, self.clone())]);
         }
         let row_numel = self.numel() / n;
@@ -258,13 +342,41 @@ impl Tensor {
         {
             step += 1;
         }
-        let fit = (gpu.info().max_binding_bytes as f64 / row_bytes).floor() as usize;
+        let fit = ((gpu.info().max_binding_bytes as f64 / row_bytes).floor() as usize).min(max_rows);
         let per = fit / step * step;
         if per == 0 || self.offset % align != 0 {
             return Err(Error::TooLarge {
                 what: format!("one aligned row chunk of {self:?}"),
                 bytes: (row_bytes * step as f64) as u64,
                 limit: gpu.info().max_binding_bytes,
+            });
+        }
+        (0..n).step_by(per).map(|r| Ok((r, self.rows(r, per.min(n - r))?))).collect()
+    }
+
+    /// Row chunks of a packed tensor: both the quants and the scales of every chunk must fit
+    /// one binding and start on an aligned offset.
+    fn packed_row_chunks(&self, gpu: &Gpu, max_rows: usize) -> Result<Vec<(usize, Tensor)>> {
+        let n = *self.shape.first().unwrap_or(&1);
+        let limit = gpu.info().max_binding_bytes;
+        let (quants, scales) = (self.dtype.quant_bytes(self.numel()), self.dtype.scale_bytes(self.numel()));
+        if (quants.max(scales.next_multiple_of(4)) <= limit && n <= max_rows) || n <= 1 {
+            return Ok(vec![(0, self.clone())]);
+        }
+        let row_numel = self.numel() / n;
+        let (row_quants, row_scales) = (self.dtype.quant_bytes(row_numel), self.dtype.scale_bytes(row_numel));
+        // Rows per chunk: a multiple of `step`, so every chunk's quants and scales start aligned.
+        let align = gpu.info().binding_alignment;
+        let step = (1..=align as usize)
+            .find(|&s| (s as u64 * row_quants).is_multiple_of(align) && (s as u64 * row_scales).is_multiple_of(align))
+            .unwrap_or(align as usize);
+        let fit = ((limit / row_quants.max(1)) as usize).min(max_rows);
+        let per = fit / step * step;
+        if per == 0 || !self.offset.is_multiple_of(align) || !self.scales.is_multiple_of(align) {
+            return Err(Error::TooLarge {
+                what: format!("one aligned row chunk of {self:?}"),
+                bytes: row_quants * step as u64,
+                limit,
             });
         }
         (0..n).step_by(per).map(|r| Ok((r, self.rows(r, per.min(n - r))?))).collect()

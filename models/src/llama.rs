@@ -5,7 +5,7 @@
 //! Read `forward` top to bottom: it is the whole network, one engine op per line.
 
 use shaderlm_engine::kernels::{
-    add, attention_decode, attention_prefill, copy_rows, embedding, matmul, matvec, rms_norm, rope, silu_mul,
+    add, attention_decode, attention_prefill, copy_rows, embedding, matmul, matvec, quantize, rms_norm, rope, silu_mul,
 };
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
 
@@ -75,19 +75,39 @@ impl StepOps {
     }
 }
 
-/// How weights are held on the GPU.
+/// How weights are held on the GPU. The quantized choices apply to the linear layers
+/// (q/k/v/o/gate/up/down); embeddings, lm_head and the KV cache stay f16, norms f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightDType {
     F16,
     F32,
+    /// int8, an f16 scale per 32 inputs.
+    Q8,
+    /// 4-bit, an f16 scale and min per 32 inputs.
+    Q4,
+    /// 4-bit, an f16 scale and min per 128 inputs.
+    Q4G128,
 }
 
 impl WeightDType {
+    /// The float dtype: embeddings, lm_head, the KV cache.
     pub fn engine(self) -> DType {
         match self {
-            WeightDType::F16 => DType::F16,
             WeightDType::F32 => DType::F32,
+            _ => DType::F16,
         }
+    }
+
+    /// The dtype of a linear layer with `k` inputs: the quantized one where `k` is a whole
+    /// number of its groups, else (a rare shape, e.g. stories260K's k = 172) the float one.
+    pub fn linear(self, k: usize) -> DType {
+        let packed = match self {
+            WeightDType::Q8 => DType::Q8,
+            WeightDType::Q4 => DType::Q4,
+            WeightDType::Q4G128 => DType::Q4G128,
+            _ => return self.engine(),
+        };
+        if packed.group().is_some_and(|g| k.is_multiple_of(g)) { packed } else { self.engine() }
     }
 }
 
@@ -128,8 +148,11 @@ impl Weights {
         let d = dtype.engine();
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let (qw, kvw) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
-        let per_layer = d.bytes_for(qw * h) + 2 * d.bytes_for(kvw * h) + d.bytes_for(h * qw)
-            + 3 * d.bytes_for(f * h)
+        // A linear layer [n, k]: its dtype depends on k (see WeightDType::linear).
+        let lin = |n: usize, k: usize| dtype.linear(k).bytes_for(n * k);
+        let per_layer = lin(qw, h) + 2 * lin(kvw, h) + lin(h, qw)
+            + 2 * lin(f, h)
+            + lin(h, f)
             + 8 * h as u64
             + if cfg.attention_bias { 4 * (qw + 2 * kvw) as u64 } else { 0 };
         let embed = d.bytes_for(cfg.vocab_size * h);
@@ -138,7 +161,9 @@ impl Weights {
     }
 
     /// Reads every tensor from the checkpoint (checking its shape against the config) and
-    /// uploads it. `progress` is called after each tensor with (done, total).
+    /// uploads it; linear layers of a quantized `dtype` are repacked from GGUF blocks where
+    /// exact, else quantized on the GPU (`upload_packed`). `progress` is called after each tensor
+    /// with (done, total).
     pub fn load(
         gpu: &Gpu,
         ckpt: &Checkpoint,
@@ -152,12 +177,17 @@ impl Weights {
         let total = 3 + cfg.num_hidden_layers * 9;
         let mut done = 0;
         let mut load = |name: &str, shape: &[usize], dt: DType| -> Result<Tensor> {
-            let data = ckpt.tensor_f32(name, shape)?;
-            let t = Tensor::from_f32(gpu, shape, dt, &data)?;
+            let t = if dt.is_packed() {
+                upload_packed(gpu, ckpt, name, shape, dt)?
+            } else {
+                Tensor::from_f32(gpu, shape, dt, &ckpt.tensor_f32(name, shape)?)?
+            };
             done += 1;
             progress(done, total);
             Ok(t)
         };
+        // Linear layers [n, k] take the plan's dtype for their k.
+        let lin = |k: usize| dtype.linear(k);
         let embed_tokens = load("model.embed_tokens.weight", &[cfg.vocab_size, h], wd)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
@@ -173,15 +203,15 @@ impl Weights {
             };
             layers.push(LayerWeights {
                 input_layernorm: load(&format!("{p}.input_layernorm.weight"), &[h], DType::F32)?,
-                q_proj: load(&format!("{p}.self_attn.q_proj.weight"), &[qw, h], wd)?,
-                k_proj: load(&format!("{p}.self_attn.k_proj.weight"), &[kvw, h], wd)?,
-                v_proj: load(&format!("{p}.self_attn.v_proj.weight"), &[kvw, h], wd)?,
-                o_proj: load(&format!("{p}.self_attn.o_proj.weight"), &[h, qw], wd)?,
+                q_proj: load(&format!("{p}.self_attn.q_proj.weight"), &[qw, h], lin(h))?,
+                k_proj: load(&format!("{p}.self_attn.k_proj.weight"), &[kvw, h], lin(h))?,
+                v_proj: load(&format!("{p}.self_attn.v_proj.weight"), &[kvw, h], lin(h))?,
+                o_proj: load(&format!("{p}.self_attn.o_proj.weight"), &[h, qw], lin(qw))?,
                 qkv_bias,
                 post_attention_layernorm: load(&format!("{p}.post_attention_layernorm.weight"), &[h], DType::F32)?,
-                gate_proj: load(&format!("{p}.mlp.gate_proj.weight"), &[f, h], wd)?,
-                up_proj: load(&format!("{p}.mlp.up_proj.weight"), &[f, h], wd)?,
-                down_proj: load(&format!("{p}.mlp.down_proj.weight"), &[h, f], wd)?,
+                gate_proj: load(&format!("{p}.mlp.gate_proj.weight"), &[f, h], lin(h))?,
+                up_proj: load(&format!("{p}.mlp.up_proj.weight"), &[f, h], lin(h))?,
+                down_proj: load(&format!("{p}.mlp.down_proj.weight"), &[h, f], lin(f))?,
             });
         }
         let norm = load("model.norm.weight", &[h], DType::F32)?;
@@ -193,6 +223,22 @@ impl Weights {
         let inv_freq = Tensor::from_f32(gpu, &[cfg.rot_dim() / 2], DType::F32, &rope_frequencies(cfg))?;
         Ok(Weights { embed_tokens, layers, norm, lm_head, inv_freq })
     }
+}
+
+/// Uploads a linear layer as the packed `dtype`: GGUF blocks that carry over exactly (Q8_0 to
+/// Q8, Q4_0 / Q4_1 to Q4) are repacked on the CPU; anything else is uploaded as f16 and
+/// quantized on the GPU (round to nearest).
+fn upload_packed(gpu: &Gpu, ckpt: &Checkpoint, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    let view = ckpt.expect_shape(name, shape)?;
+    if let Some(words) = crate::checkpoint::gguf::repack_blocks(&view, dtype)? {
+        return Ok(Tensor::from_words(gpu, shape, dtype, &words)?);
+    }
+    let f16 = Tensor::from_f32(gpu, shape, DType::F16, &view.to_f32()?)?;
+    let packed = Tensor::empty(gpu, shape, dtype)?;
+    let mut rec = Recorder::new(gpu);
+    rec.run(&quantize::quantize(gpu, &f16, &packed)?);
+    rec.submit()?;
+    Ok(packed)
 }
 
 /// RoPE inverse frequencies for the config, with Llama-3 scaling when it asks for it.

@@ -15,6 +15,7 @@ mod copy_rows;
 mod embedding;
 mod matmul;
 mod matvec;
+mod quant;
 mod rms_norm;
 mod rope;
 mod sample;

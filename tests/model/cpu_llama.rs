@@ -34,6 +34,16 @@ impl CpuLlama {
         CpuLlama { cfg, w, inv_freq }
     }
 
+    /// Replaces each tensor for which `f(name, values)` returns new values (a test of quantized
+    /// weights gives the values the GPU model holds).
+    pub fn map_weights(&mut self, f: impl Fn(&str, &[f64]) -> Option<Vec<f64>>) {
+        for (name, values) in self.w.iter_mut() {
+            if let Some(v) = f(name, values) {
+                *values = v;
+            }
+        }
+    }
+
     fn get(&self, name: &str) -> &[f64] {
         self.w.get(name).unwrap_or_else(|| panic!("tensor {name}"))
     }

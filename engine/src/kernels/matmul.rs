@@ -3,12 +3,17 @@
 //! Tiled through workgroup memory: each workgroup computes a 64 x 64 tile of y, each thread a
 //! 4 x 4 block of it. A weight larger than one storage binding is bound in row chunks, one
 //! dispatch each; every dispatch writes its columns of `y` at `row_offset`.
+//!
+//! Packed weights (Q8, Q4, Q4G128) take `matmul_q8` / `matmul_q4`: the same tiling, with the
+//! W tile dequantized a quant word at a time while it is staged.
 
 use super::{dims2, dispatch, expect_dtype, shader, Bind, Op, Shader};
 use crate::error::{Error, Result};
 use crate::{DType, Gpu, Tensor};
 
 const SHADER: Shader = shader!("matmul");
+const Q8: Shader = shader!("matmul_q8");
+const Q4: Shader = shader!("matmul_q4");
 
 /// Threads per workgroup along m and n (WGSL overrides `THREADS_M`, `THREADS_N`), the tile
 /// depth along k (`TILE_K`), and the outputs per thread along each axis (fixed in the shader).
@@ -34,12 +39,13 @@ pub struct Params {
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 32);
 
-/// `y[m, n] = sum_k x[m, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32 or F16;
-/// `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes, `M == 1` included.
+/// `y[m, n] = sum_k x[m, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32, F16, Q8, Q4 or
+/// Q4G128; `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes, `M == 1` included
+/// (packed weights have `K` a multiple of their group).
 pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     const OP: &str = "matmul";
     expect_dtype(OP, "x", x, &[DType::F32])?;
-    expect_dtype(OP, "w", w, &[DType::F32, DType::F16])?;
+    expect_dtype(OP, "w", w, &[DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128])?;
     expect_dtype(OP, "y", y, &[DType::F32])?;
     let (m, k) = dims2(OP, "x", x)?;
     let (n, wk) = dims2(OP, "w", w)?;
@@ -51,12 +57,18 @@ pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
         return Err(Error::shape(OP, "y buffer (must not alias x or w)", "a distinct buffer", "shared"));
     }
 
-    let constants = [
-        ("THREADS_M", THREADS_M as f64),
-        ("THREADS_N", THREADS_N as f64),
-        ("TILE_K", TILE_K as f64),
-        ("W_F16", if w.dtype() == DType::F16 { 1.0 } else { 0.0 }),
-    ];
+    let mut constants = vec![("THREADS_M", THREADS_M as f64), ("THREADS_N", THREADS_N as f64), ("TILE_K", TILE_K as f64)];
+    let shader = match w.dtype() {
+        DType::Q8 => &Q8,
+        DType::Q4 | DType::Q4G128 => {
+            constants.push(("GROUP", w.dtype().group().unwrap_or(32) as f64));
+            &Q4
+        }
+        _ => {
+            constants.push(("W_F16", if w.dtype() == DType::F16 { 1.0 } else { 0.0 }));
+            &SHADER
+        }
+    };
     let max_groups = gpu.info().max_workgroups_per_dimension;
     let groups_m = (m as u32).div_ceil(PER_THREAD * THREADS_M);
     let mut dispatches = Vec::new();
@@ -77,8 +89,21 @@ pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
             _pad: [0; 3],
         };
         let uniform = gpu.uniform(OP, &params);
-        let binds = [Bind::Tensor(x), Bind::Tensor(&chunk), Bind::Tensor(y), Bind::Uniform(&uniform)];
-        dispatches.push(dispatch(gpu, OP, &SHADER, &constants, &binds, [groups_n.max(1), groups_m.max(1), 1])?);
+        let grid = [groups_n.max(1), groups_m.max(1), 1];
+        let op = if w.dtype().is_packed() {
+            let binds = [
+                Bind::Tensor(x),
+                Bind::Quants(&chunk),
+                Bind::Scales(&chunk),
+                Bind::Tensor(y),
+                Bind::Uniform(&uniform),
+            ];
+            dispatch(gpu, OP, shader, &constants, &binds, grid)?
+        } else {
+            let binds = [Bind::Tensor(x), Bind::Tensor(&chunk), Bind::Tensor(y), Bind::Uniform(&uniform)];
+            dispatch(gpu, OP, shader, &constants, &binds, grid)?
+        };
+        dispatches.push(op);
     }
     Ok(Op { dispatches })
 }

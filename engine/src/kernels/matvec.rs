@@ -1,10 +1,14 @@
 //! Matrix-vector product for decode: `y[n] = sum_k W[n, k] * x[k]` (shaders/matvec*.wgsl).
 //!
-//! Three shaders, one picked per call in one line:
+//! Three shaders for float weights, one picked per call in one line:
 //! - `matvec_subgroup`: 16-byte weight words, partial sums folded with `subgroupAdd` (fast path);
 //! - `matvec`: the same loads, folded by a tree in workgroup memory (portable path);
 //! - `matvec_scalar`: one element per load, for a `k` whose rows do not start on 16-byte words
 //!   (F16 with `k % 8 != 0`, F32 with `k % 4 != 0`).
+//!
+//! Packed weights (Q8, Q4, Q4G128) are dequantized inside the kernel: `matvec_q8[_subgroup]` and
+//! `matvec_q4[_subgroup]` read 16-byte quant words and one scale per group (rows are always whole
+//! 16-byte words, so there is no scalar variant).
 //!
 //! A weight larger than one storage binding is bound in row chunks, one dispatch each; every
 //! dispatch writes its rows of `y` at `row_offset`.
@@ -16,6 +20,10 @@ use crate::{DType, Gpu, Tensor};
 const VECTOR: Shader = shader!("matvec");
 const VECTOR_SUBGROUP: Shader = shader!("matvec_subgroup");
 const SCALAR: Shader = shader!("matvec_scalar");
+const Q8: Shader = shader!("matvec_q8");
+const Q8_SUBGROUP: Shader = shader!("matvec_q8_subgroup");
+const Q4: Shader = shader!("matvec_q4");
+const Q4_SUBGROUP: Shader = shader!("matvec_q4_subgroup");
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -24,7 +32,8 @@ pub struct Params {
     pub rows: u32,
     /// Elements per row, the length of x.
     pub k: u32,
-    /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32); the vectorized shaders' stride.
+    /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32, `k / 16` for Q8, `k / 32` for
+    /// Q4); the vectorized shaders' stride.
     pub row_words: u32,
     /// Index in y of this dispatch's first row.
     pub row_offset: u32,
@@ -63,18 +72,30 @@ impl MatvecConfig {
             MatvecConfig::default()
         }
     }
+
+    /// The shape `matvec` uses for `w` on `gpu`: `for_gpu`, with no more threads than a row of
+    /// a packed weight has 16-byte words (Q4 rows are short: 128 words at k = 4096).
+    pub fn for_weight(gpu: &Gpu, w: &Tensor) -> MatvecConfig {
+        let mut c = MatvecConfig::for_gpu(gpu);
+        if let (Some(&k), true) = (w.shape().last(), w.dtype().is_packed()) {
+            let words = (w.dtype().quant_bytes(k) / 16) as u32;
+            c.workgroup_size = c.workgroup_size.min(words.next_power_of_two().max(32));
+        }
+        c
+    }
 }
 
-/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32 or F16; `x`: F32, `[K]` or `[1, K]`;
-/// `y`: F32, `[N]` or `[1, N]`, a buffer distinct from `x` and `w`.
+/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32, F16, Q8, Q4 or Q4G128; `x`: F32, `[K]` or
+/// `[1, K]` (16-byte aligned for a packed `w`); `y`: F32, `[N]` or `[1, N]`, a buffer distinct
+/// from `x` and `w`.
 pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
-    matvec_with(gpu, w, x, y, MatvecConfig::for_gpu(gpu))
+    matvec_with(gpu, w, x, y, MatvecConfig::for_weight(gpu, w))
 }
 
 /// [`matvec`] with an explicit workgroup shape (for tuning and benchmarks).
 pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig) -> Result<Op> {
     const OP: &str = "matvec";
-    expect_dtype(OP, "w", w, &[DType::F32, DType::F16])?;
+    expect_dtype(OP, "w", w, &[DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128])?;
     expect_dtype(OP, "x", x, &[DType::F32])?;
     expect_dtype(OP, "y", y, &[DType::F32])?;
     let (n, k) = dims2(OP, "w", w)?;
@@ -87,6 +108,9 @@ pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
 
     if n == 0 {
         return Ok(Op::empty());
+    }
+    if w.dtype().is_packed() {
+        return matvec_packed(gpu, w, x, y, config);
     }
     let chunks = w.row_chunks(gpu)?;
     // 16-byte words per row; the vectorized shaders need every row and binding on a word.
@@ -118,6 +142,44 @@ pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
         let uniform = gpu.uniform(OP, &params);
         let groups = (rows as u32).div_ceil(config.rows_per_workgroup);
         let binds = [Bind::Tensor(chunk), Bind::Tensor(x), Bind::Tensor(y), Bind::Uniform(&uniform)];
+        dispatches.push(dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?);
+    }
+    Ok(Op { dispatches })
+}
+
+/// matvec of a packed weight (checked by `matvec_with`): one dispatch per row chunk, binding
+/// the chunk's quants and scales.
+fn matvec_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig) -> Result<Op> {
+    const OP: &str = "matvec";
+    if !x.offset().is_multiple_of(16) {
+        return Err(Error::shape(OP, "x offset for a packed weight (16-byte aligned)", 0, x.offset() % 16));
+    }
+    let k = w.shape()[1];
+    let row_words = (w.dtype().quant_bytes(k) / 16) as u32;
+    let shader = match (w.dtype(), gpu.info().features.subgroups) {
+        (DType::Q8, true) => &Q8_SUBGROUP,
+        (DType::Q8, false) => &Q8,
+        (_, true) => &Q4_SUBGROUP,
+        (_, false) => &Q4,
+    };
+    let mut constants = vec![("WORKGROUP_SIZE", config.workgroup_size as f64), ("ROWS", config.rows_per_workgroup as f64)];
+    if w.dtype() != DType::Q8 {
+        // Quant words per scale group: 32 elements per word.
+        constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
+    }
+    let mut dispatches = Vec::new();
+    for (first_row, chunk) in w.row_chunks(gpu)? {
+        let rows = chunk.shape()[0];
+        let params = Params { rows: rows as u32, k: k as u32, row_words, row_offset: first_row as u32 };
+        let uniform = gpu.uniform(OP, &params);
+        let groups = (rows as u32).div_ceil(config.rows_per_workgroup);
+        let binds = [
+            Bind::Quants(&chunk),
+            Bind::Scales(&chunk),
+            Bind::Tensor(x),
+            Bind::Tensor(y),
+            Bind::Uniform(&uniform),
+        ];
         dispatches.push(dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?);
     }
     Ok(Op { dispatches })

@@ -25,6 +25,7 @@ pub mod copy_rows;
 pub mod embedding;
 pub mod matmul;
 pub mod matvec;
+pub mod quantize;
 pub mod rms_norm;
 pub mod rope;
 pub mod sample;
@@ -105,8 +106,11 @@ impl Op {
 }
 
 /// What a kernel binds, in binding order (binding 0, 1, ...): tensors as storage, then params.
+/// A packed (quantized) tensor is bound as two storage ranges: `Quants` then `Scales`.
 pub(crate) enum Bind<'a> {
     Tensor(&'a Tensor),
+    Quants(&'a Tensor),
+    Scales(&'a Tensor),
     Uniform(&'a wgpu::Buffer),
 }
 
@@ -129,6 +133,14 @@ pub(crate) fn dispatch(
             Bind::Tensor(t) => {
                 bytes += t.byte_size();
                 t.binding(gpu, op)?
+            }
+            Bind::Quants(t) => {
+                bytes += t.dtype().quant_bytes(t.numel());
+                t.quants_binding(gpu, op)?
+            }
+            Bind::Scales(t) => {
+                bytes += t.dtype().scale_bytes(t.numel());
+                t.scales_binding(gpu, op)?
             }
             Bind::Uniform(buf) => buf.as_entire_binding(),
         };

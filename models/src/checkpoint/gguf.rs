@@ -5,6 +5,7 @@
 //! - `dequant.rs`: the element and block formats (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K,
 //!   Q6_K) to f32.
 //! - `names.rs`: GGUF tensor names to HF names in one table; the rotary row order of Q and K.
+//! - `repack.rs`: Q8_0, Q4_0 and Q4_1 blocks into the engine's Q8 / Q4, with no second rounding.
 //! - `tokenizer.rs`: a `tokenizers::Tokenizer` from the `tokenizer.ggml.*` metadata.
 //!
 //! Everything the file states (counts, lengths, shapes, offsets, alignment) is checked when the
@@ -25,6 +26,7 @@
 mod dequant;
 mod names;
 mod reader;
+mod repack;
 mod tokenizer;
 
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ use std::sync::OnceLock;
 pub use dequant::{block_layout, dequantize, stored_bytes};
 pub use names::{hf_name, rotary_row_map, unpermute_rows};
 pub use reader::{Array, Value};
+pub use repack::repack_blocks;
 pub use tokenizer::TokenizerParts;
 
 use super::config::{Architecture, Config, Llama3RopeScaling};
