@@ -123,9 +123,13 @@ struct ModelArgs {
     /// Context length: the KV cache holds this many positions (default: the model's, at most 4096).
     #[arg(long)]
     ctx: Option<usize>,
-    /// Weight precision on the GPU.
+    /// Weight precision on the GPU (embeddings, lm_head and the KV cache too).
     #[arg(long, value_enum, default_value = "f16")]
     dtype: DTypeArg,
+    /// Quantize every linear layer at load: q8 (int8, group 32), q4 (4-bit, group 32),
+    /// q4g128 (4-bit, group 128); embeddings, lm_head and norms stay f16.
+    #[arg(long, value_enum)]
+    quant: Option<QuantArg>,
     /// Adapter to use: a substring of its name (also SHADERLM_ADAPTER).
     #[arg(long)]
     adapter: Option<String>,
@@ -135,6 +139,14 @@ struct ModelArgs {
 enum DTypeArg {
     F16,
     F32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QuantArg {
+    F16,
+    Q8,
+    Q4,
+    Q4g128,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -201,9 +213,12 @@ fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
     if args.adapter.is_some() {
         gpu.adapter = args.adapter.clone();
     }
-    let dtype = match args.dtype {
-        DTypeArg::F16 => WeightDType::F16,
-        DTypeArg::F32 => WeightDType::F32,
+    let dtype = match (args.quant, args.dtype) {
+        (Some(QuantArg::Q8), _) => WeightDType::Q8,
+        (Some(QuantArg::Q4), _) => WeightDType::Q4,
+        (Some(QuantArg::Q4g128), _) => WeightDType::Q4G128,
+        (Some(QuantArg::F16), _) | (None, DTypeArg::F16) => WeightDType::F16,
+        (None, DTypeArg::F32) => WeightDType::F32,
     };
     let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, ..Default::default() };
     let model = Model::load(&args.model, &options)?;
