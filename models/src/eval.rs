@@ -65,7 +65,8 @@ pub fn prepare_text(text: &str, protocol: Protocol) -> String {
     }
 }
 
-/// Sum of -log softmax(logits[t])[target[t]] over `rows`, in f64. `logits` is (len, vocab).
+/// Sum of -log softmax(logits[t])[window[t + 1]] over `rows`, in f64, from logits (len, vocab)
+/// on the CPU (the reference for what `Model::next_token_nll` computes on the GPU).
 pub fn nll_sum(logits: &[f32], vocab: usize, window: &[u32], rows: std::ops::Range<usize>) -> f64 {
     rows.map(|t| {
         let row = &logits[t * vocab..(t + 1) * vocab];
@@ -96,11 +97,10 @@ pub fn perplexity(
     if windows.is_empty() {
         return Err(Error::Input(format!("the text has {} tokens, fewer than one window of {ctx}", ids.len())));
     }
-    let vocab = model.config.vocab_size;
     let (mut sum, mut count) = (0.0, 0);
     for (i, (window, rows)) in windows.iter().enumerate() {
-        let logits = model.logits(window)?;
-        sum += nll_sum(&logits, vocab, window, rows.clone());
+        let nll = model.next_token_nll(window)?;
+        sum += nll[rows.clone()].iter().map(|&v| v as f64).sum::<f64>();
         count += rows.len();
         progress(i + 1, windows.len());
     }

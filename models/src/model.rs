@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use shaderlm_engine::kernels::{argmax, sample};
+use shaderlm_engine::kernels::{argmax, cross_entropy, sample};
 use shaderlm_engine::{Gpu, GpuOptions, Readback, Recorder, Tensor};
 
 use crate::checkpoint::{Checkpoint, Config};
@@ -281,12 +281,49 @@ impl Model {
     /// Logits at every position of `ids`, run from position 0 (tests and perplexity).
     /// Returns (len, vocab) row-major.
     pub fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(ids.len() * self.config.vocab_size);
+        self.for_each_logits_chunk(ids, |gpu, logits, _| {
+            out.extend(logits.to_f32(gpu)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Negative log-likelihood of each next token: element t is -log p(ids[t + 1] | ids[..=t]),
+    /// computed on the GPU (cross_entropy) so only one float per position comes back.
+    pub fn next_token_nll(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(ids.len());
+        self.for_each_logits_chunk(ids, |gpu, logits, start| {
+            let rows = logits.shape()[0];
+            // The last position has no next token: give it id 0 and drop its value.
+            let targets: Vec<u32> = (0..rows).map(|r| ids.get(start + r + 1).copied().unwrap_or(0)).collect();
+            let targets = Tensor::from_u32(gpu, &[rows], &targets)?;
+            let nll = Tensor::empty(gpu, &[rows], shaderlm_engine::DType::F32)?;
+            let mut rec = Recorder::new(gpu);
+            rec.run(&cross_entropy::cross_entropy(gpu, logits, &targets, &nll)?);
+            rec.submit()?;
+            out.extend(nll.to_f32(gpu)?);
+            Ok(())
+        })?;
+        out.truncate(ids.len() - 1);
+        Ok(out)
+    }
+
+    /// Runs `ids` from position 0 in prefill chunks, handing each chunk's logits
+    /// (chunk, vocab) and its first position to `visit`.
+    fn for_each_logits_chunk(
+        &mut self,
+        ids: &[u32],
+        mut visit: impl FnMut(&Gpu, &Tensor, usize) -> Result<()>,
+    ) -> Result<()> {
         if ids.is_empty() || ids.len() > self.context() {
             return Err(Error::Input(format!("logits: {} tokens for a context of {}", ids.len(), self.context())));
         }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(Error::Input(format!("token id {bad} is outside the vocabulary ({})", self.config.vocab_size)));
+        }
         self.cache.tokens.clear();
         let vocab = self.config.vocab_size;
-        let mut out = Vec::with_capacity(ids.len() * vocab);
         for (i, chunk) in ids.chunks(self.act.rows).enumerate() {
             let start = i * self.act.rows;
             self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
@@ -297,10 +334,10 @@ impl Model {
             let mut rec = Recorder::new(&self.gpu);
             ops.record(&mut rec, &self.act)?;
             rec.submit()?;
-            out.extend(logits.to_f32(&self.gpu)?);
+            visit(&self.gpu, &logits, start)?;
             self.cache.tokens.extend_from_slice(chunk);
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ mod add;
 mod argmax;
 mod attention_decode;
 mod attention_prefill;
+mod cross_entropy;
 mod copy_rows;
 mod embedding;
 mod matmul;

@@ -21,6 +21,7 @@ pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;
 pub mod copy;
+pub mod cross_entropy;
 pub mod copy_rows;
 pub mod embedding;
 pub mod matmul;

@@ -6,6 +6,7 @@ pub mod add;
 pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;
+pub mod cross_entropy;
 pub mod copy_rows;
 pub mod embedding;
 pub mod matmul;
