@@ -200,7 +200,7 @@ impl Tensor {
         }
         let row_numel = self.numel() / n.max(1);
         let first = start * row_numel;
-        if self.dtype == DType::F16 && first % 2 != 0 {
+        if self.dtype == DType::F16 && !first.is_multiple_of(2) {
             return Err(Error::shape("rows", "f16 view start (must be even)", "even", first));
         }
         let mut shape = self.shape.clone();
@@ -336,15 +336,15 @@ impl Tensor {
         // Rows per chunk: a multiple of `step`, so every chunk starts on an aligned byte offset.
         let align = gpu.info().binding_alignment;
         let mut step = 1usize;
-        while (self.dtype.bytes_for(step * row_numel) % align != 0
-            || (self.dtype == DType::F16 && (step * row_numel) % 2 != 0))
+        while (!self.dtype.bytes_for(step * row_numel).is_multiple_of(align)
+            || (self.dtype == DType::F16 && !(step * row_numel).is_multiple_of(2)))
             && step < 4096
         {
             step += 1;
         }
         let fit = ((gpu.info().max_binding_bytes as f64 / row_bytes).floor() as usize).min(max_rows);
         let per = fit / step * step;
-        if per == 0 || self.offset % align != 0 {
+        if per == 0 || !self.offset.is_multiple_of(align) {
             return Err(Error::TooLarge {
                 what: format!("one aligned row chunk of {self:?}"),
                 bytes: (row_bytes * step as f64) as u64,

@@ -90,7 +90,7 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
     }
     model.set_sampling(&Sampling::greedy())?;
 
-    let mut measure = |model: &mut Model| -> Result<(f64, f64)> {
+    let measure = |model: &mut Model| -> Result<(f64, f64)> {
         model.cache.tokens.clear();
         let t = Instant::now();
         let (mut id, _) = model.prefill(&prompt)?;

@@ -89,6 +89,8 @@ pub fn assert_close(case: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     let mut worst = 0f32;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
+        // Negated on purpose: a NaN error compares false and so counts as bad.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(err <= atol + rtol * w.abs()) {
             bad += 1;
             first.get_or_insert((i, g, w));

@@ -20,7 +20,7 @@ const _: () = assert!(std::mem::size_of::<Params>() == 16);
 pub fn copy(gpu: &Gpu, src: &Tensor, dst: &Tensor) -> Result<Op> {
     const OP: &str = "copy";
     let bytes = src.byte_size();
-    if bytes != dst.byte_size() || bytes % 16 != 0 {
+    if bytes != dst.byte_size() || !bytes.is_multiple_of(16) {
         return Err(Error::shape(OP, "byte sizes (equal, multiples of 16)", bytes, dst.byte_size()));
     }
     if src.same_buffer(dst) {
