@@ -65,13 +65,18 @@ pub struct StepOps {
 }
 
 impl StepOps {
-    pub fn record(&self, rec: &mut Recorder, act: &Activations) -> Result<()> {
+    pub fn record<'a>(&'a self, rec: &mut Recorder<'a>, act: &Activations) -> Result<()> {
         rec.run_all(&self.body);
         if let Some(row) = &self.last_row {
             rec.copy(row, &act.x_last)?;
         }
         rec.run_all(&self.head);
         Ok(())
+    }
+
+    /// Dispatches and copies the step records.
+    pub fn len(&self) -> usize {
+        self.body.iter().chain(&self.head).map(|op| op.len()).sum::<usize>() + self.last_row.is_some() as usize
     }
 }
 

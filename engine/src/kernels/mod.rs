@@ -90,6 +90,15 @@ impl Op {
         Op { dispatches: Vec::new() }
     }
 
+    /// Number of dispatches.
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
+    }
+
     /// Labels of the dispatches, in order.
     pub fn labels(&self) -> Vec<&str> {
         self.dispatches.iter().map(|d| d.label.as_str()).collect()
