@@ -8,6 +8,7 @@
 mod common;
 
 mod add;
+mod add_rms_norm;
 mod argmax;
 mod attention_decode;
 mod attention_prefill;
@@ -17,7 +18,9 @@ mod matmul;
 mod matvec;
 mod rms_norm;
 mod rope;
+mod rope_kv_cache;
 mod sample;
 mod silu_mul;
 mod softmax;
+mod swiglu;
 mod tensor;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::{Gpu, Tensor};
 
 pub mod add;
+pub mod add_rms_norm;
 pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;
@@ -27,9 +28,11 @@ pub mod matmul;
 pub mod matvec;
 pub mod rms_norm;
 pub mod rope;
+pub mod rope_kv_cache;
 pub mod sample;
 pub mod silu_mul;
 pub mod softmax;
+pub mod swiglu;
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 

@@ -3,6 +3,7 @@
 //! One file per kernel, same stem as `kernels/<op>.rs`.
 
 pub mod add;
+pub mod add_rms_norm;
 pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;
@@ -12,6 +13,8 @@ pub mod matmul;
 pub mod matvec;
 pub mod rms_norm;
 pub mod rope;
+pub mod rope_kv_cache;
 pub mod sample;
 pub mod silu_mul;
 pub mod softmax;
+pub mod swiglu;
