@@ -5,8 +5,8 @@
 //! Read `forward` top to bottom: it is the whole network, one engine op per line.
 
 use shaderlm_engine::kernels::{
-    add, add_rms_norm, attention_decode, attention_prefill, embedding, matmul, matvec, rms_norm, rope, rope_kv_cache,
-    swiglu,
+    add, add_rms_norm, attention_decode, attention_prefill, embedding, matmul, matvec, matvec_swiglu, rms_norm, rope,
+    rope_kv_cache, swiglu,
 };
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
 
@@ -107,6 +107,15 @@ impl WeightDType {
 /// `W x` for one row (bandwidth-bound matvec) or `X W^T` for many (tiled matmul).
 fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     Ok(if x.shape()[0] == 1 { matvec::matvec(gpu, w, x, y)? } else { matmul::matmul(gpu, x, w, y)? })
+}
+
+/// `silu(gate) * up` of `x` through the stacked `[gate; up]` weight `w`: for one row, one fused
+/// matvec where the weight allows it; else the projection into `gu`, then the gate.
+fn gate_up_swiglu(gpu: &Gpu, x: &Tensor, w: &Tensor, gu: &Tensor, out: &Tensor) -> Result<Op> {
+    if x.shape()[0] == 1 && matvec_swiglu::fits(gpu, w, x) {
+        return Ok(matvec_swiglu::matvec_swiglu(gpu, w, x, out)?);
+    }
+    Ok(linear(gpu, x, w, gu)?.then(swiglu::swiglu(gpu, gu, out)?))
 }
 
 impl Weights {
@@ -318,8 +327,8 @@ pub enum StepInput {
 /// Fused kernels keep the step short (each dispatch costs a few microseconds however small):
 /// a residual add and the norm after it are one `add_rms_norm`; q, k and v come from one
 /// projection over the stacked weights and `rope_kv_cache` rotates them and fills the cache;
-/// gate and up come from one projection and `swiglu` gates them. A decode step is ten
-/// dispatches per layer.
+/// gate and up come from one projection, which for one row also gates them (`matvec_swiglu`). A
+/// decode step is nine dispatches per layer.
 pub fn forward(
     gpu: &Gpu,
     cfg: &Config,
@@ -375,9 +384,8 @@ pub fn forward(
         body.push(linear(gpu, &att, &lw.o_proj, &xb2)?.labelled(&name("o_proj")));
         let ffn_norm = add_rms_norm::add_rms_norm(gpu, &x, &xb2, &lw.post_attention_layernorm, &xb, eps)?;
         body.push(ffn_norm.labelled(&name("attn_residual+ffn_norm")));
-        // feed-forward block: gate and up in one projection, silu(gate) * up, down
-        body.push(linear(gpu, &xb, &st.gate_up_proj, &gu)?.labelled(&name("gate_up_proj")));
-        body.push(swiglu::swiglu(gpu, &gu, &hb)?.labelled(&name("swiglu")));
+        // feed-forward block: silu(gate) * up from one projection, then down
+        body.push(gate_up_swiglu(gpu, &xb, &st.gate_up_proj, &gu, &hb)?.labelled(&name("gate_up_swiglu")));
         body.push(linear(gpu, &hb, &lw.down_proj, &xb2)?.labelled(&name("down_proj")));
         // residual connection back into x, and the next block's norm (the final norm after the last)
         let next_norm = w.layers.get(l + 1).map_or(&w.norm, |next| &next.input_layernorm);

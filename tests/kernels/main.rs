@@ -16,6 +16,7 @@ mod copy_rows;
 mod embedding;
 mod matmul;
 mod matvec;
+mod matvec_swiglu;
 mod rms_norm;
 mod rope;
 mod rope_kv_cache;

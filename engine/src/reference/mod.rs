@@ -11,6 +11,7 @@ pub mod copy_rows;
 pub mod embedding;
 pub mod matmul;
 pub mod matvec;
+pub mod matvec_swiglu;
 pub mod rms_norm;
 pub mod rope;
 pub mod rope_kv_cache;
