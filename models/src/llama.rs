@@ -5,8 +5,8 @@
 //! Read `forward` top to bottom: it is the whole network, one engine op per line.
 
 use shaderlm_engine::kernels::{
-    add, add_rms_norm, attention_decode, attention_prefill, embedding, matmul, matvec, matvec_swiglu, rms_norm, rope,
-    rope_kv_cache, swiglu,
+    add, attention_decode, attention_prefill, embedding, matmul, matvec, rms_norm, rms_norm_matvec,
+    rms_norm_matvec_swiglu, rope, rope_kv_cache, swiglu,
 };
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
 
@@ -57,15 +57,16 @@ pub struct Activations {
     pub att: Tensor,    // (rows, n_heads * head_dim) attention output
     pub gu: Tensor,     // (rows, 2 * intermediate) [gate | up] per row
     pub hb: Tensor,     // (rows, intermediate) silu(gate) * up
-    pub xb_last: Tensor, // (1, hidden) last row of xb, for the head
+    pub x_last: Tensor, // (1, hidden) last row of x, for the head
+    pub xb_last: Tensor, // (1, hidden)
     pub logits: Tensor, // (1, vocab)
     pub tokens: Tensor, // (rows) u32 input ids of a prefill step
     pub next: Tensor,   // (1) u32 the sampled id; the decode step's input
     pub pos: Tensor,    // (1) u32 position of the step's first token
 }
 
-/// Ops for one forward step over T tokens, recorded in this order: the network up to the final
-/// norm, a copy of the last row (prefill only), then the head (lm_head).
+/// Ops for one forward step over T tokens, recorded in this order: the network up to the last
+/// row, a copy of that row (prefill only), then the head (final norm, lm_head).
 pub struct StepOps {
     pub body: Vec<Op>,
     pub last_row: Option<Tensor>,
@@ -76,7 +77,7 @@ impl StepOps {
     pub fn record<'a>(&'a self, rec: &mut Recorder<'a>, act: &Activations) -> Result<()> {
         rec.run_all(&self.body);
         if let Some(row) = &self.last_row {
-            rec.copy(row, &act.xb_last)?;
+            rec.copy(row, &act.x_last)?;
         }
         rec.run_all(&self.head);
         Ok(())
@@ -109,13 +110,35 @@ fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     Ok(if x.shape()[0] == 1 { matvec::matvec(gpu, w, x, y)? } else { matmul::matmul(gpu, x, w, y)? })
 }
 
-/// `silu(gate) * up` of `x` through the stacked `[gate; up]` weight `w`: for one row, one fused
-/// matvec where the weight allows it; else the projection into `gu`, then the gate.
-fn gate_up_swiglu(gpu: &Gpu, x: &Tensor, w: &Tensor, gu: &Tensor, out: &Tensor) -> Result<Op> {
-    if x.shape()[0] == 1 && matvec_swiglu::fits(gpu, w, x) {
-        return Ok(matvec_swiglu::matvec_swiglu(gpu, w, x, out)?);
+/// `y = w . rms_norm(x, g)`: for one row, one fused matvec where the weight allows it; else the
+/// norm into `xb`, then the projection.
+#[allow(clippy::too_many_arguments)]
+fn norm_linear(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, y: &Tensor, xb: &Tensor, eps: f32) -> Result<Op> {
+    if x.shape()[0] == 1 && rms_norm_matvec::fits(gpu, w, x, g) {
+        return Ok(rms_norm_matvec::rms_norm_matvec(gpu, x, g, w, y, eps)?);
     }
-    Ok(linear(gpu, x, w, gu)?.then(swiglu::swiglu(gpu, gu, out)?))
+    Ok(rms_norm::rms_norm(gpu, x, g, xb, eps)?.then(linear(gpu, xb, w, y)?))
+}
+
+/// `silu(gate) * up` of `rms_norm(x, g)` through the stacked `[gate; up]` weight `w`, into `out`:
+/// for one row, one fused matvec where the weight allows it; else the norm into `xb`, the
+/// projection into `gu`, then the gate.
+#[allow(clippy::too_many_arguments)]
+fn norm_gate_up(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor, xb: &Tensor, gu: &Tensor, eps: f32) -> Result<Op> {
+    if x.shape()[0] == 1 && rms_norm_matvec::fits(gpu, w, x, g) {
+        return Ok(rms_norm_matvec_swiglu::rms_norm_matvec_swiglu(gpu, x, g, w, out, eps)?);
+    }
+    let norm = rms_norm::rms_norm(gpu, x, g, xb, eps)?;
+    Ok(norm.then(linear(gpu, xb, w, gu)?).then(swiglu::swiglu(gpu, gu, out)?))
+}
+
+/// `x += w . input` (a residual connection): for one row, the matvec adds into `x` itself; else
+/// the projection into `scratch`, then an add.
+fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &Tensor) -> Result<Op> {
+    if input.shape()[0] == 1 && matches!(w.dtype(), DType::F16 | DType::F32) {
+        return Ok(matvec::matvec_accumulate(gpu, w, input, x)?);
+    }
+    Ok(linear(gpu, input, w, scratch)?.then(add::add(gpu, x, scratch)?))
 }
 
 impl Weights {
@@ -294,6 +317,7 @@ impl Activations {
             att: f32(&[rows, qw])?,
             gu: f32(&[rows, 2 * f])?,
             hb: f32(&[rows, f])?,
+            x_last: f32(&[1, h])?,
             xb_last: f32(&[1, h])?,
             logits: f32(&[1, cfg.vocab_size])?,
             tokens: Tensor::empty(gpu, &[rows], DType::U32)?,
@@ -304,7 +328,7 @@ impl Activations {
 
     /// Bytes of all activation buffers.
     pub fn bytes(&self) -> u64 {
-        [&self.x, &self.xb, &self.xb2, &self.qkv, &self.q, &self.att, &self.gu, &self.hb, &self.xb_last, &self.logits]
+        [&self.x, &self.xb, &self.xb2, &self.qkv, &self.q, &self.att, &self.gu, &self.hb, &self.x_last, &self.xb_last]
             .iter()
             .map(|t| t.byte_size())
             .sum()
@@ -324,11 +348,11 @@ pub enum StepInput {
 /// logits in `act.logits`. With `all_logits`, the head runs over every row instead and
 /// writes `logits_all` (T, vocab) (perplexity needs every position).
 ///
-/// Fused kernels keep the step short (each dispatch costs a few microseconds however small):
-/// a residual add and the norm after it are one `add_rms_norm`; q, k and v come from one
-/// projection over the stacked weights and `rope_kv_cache` rotates them and fills the cache;
-/// gate and up come from one projection, which for one row also gates them (`matvec_swiglu`). A
-/// decode step is nine dispatches per layer.
+/// Each dispatch costs a few microseconds however little it does, so for one row (decode) the
+/// steps are fused: every RMSNorm into the projection after it, q, k and v into one projection
+/// over stacked weights, RoPE and the cache writes into one op, gate and up into one projection
+/// that also gates, and each residual add into the projection before it. A decode step is seven
+/// dispatches per layer. Prefill (many rows) runs the same steps unfused, around matmuls.
 pub fn forward(
     gpu: &Gpu,
     cfg: &Config,
@@ -358,15 +382,14 @@ pub fn forward(
     };
 
     let mut body = Vec::new();
-    // token embeddings into the residual stream, and the first block's norm
+    // token embeddings into the residual stream
     body.push(embedding::embedding(gpu, &w.embed_tokens, &ids, &x)?.labelled("embed"));
-    let first_norm = w.layers.first().map_or(&w.norm, |l| &l.input_layernorm);
-    body.push(rms_norm::rms_norm(gpu, &x, first_norm, &xb, eps)?.labelled("L0.attn_norm"));
     for (l, (lw, st)) in w.layers.iter().zip(&w.stacked).enumerate() {
         let name = |s: &str| format!("L{l}.{s}");
-        // attention block: q, k, v in one projection (+ bias), RoPE on q and k, and this step's
-        // keys and values stored at positions pos.. in the cache
-        body.push(linear(gpu, &xb, &st.qkv_proj, &qkv)?.labelled(&name("qkv_proj")));
+        // attention block: norm and the q, k, v projection (+ bias), RoPE on q and k with this
+        // step's keys and values stored at positions pos.. in the cache
+        let qkv_proj = norm_linear(gpu, &x, &lw.input_layernorm, &st.qkv_proj, &qkv, &xb, eps)?;
+        body.push(qkv_proj.labelled(&name("attn_norm+qkv_proj")));
         if let Some(bias) = &st.qkv_bias {
             body.push(add::add_bias(gpu, &qkv, bias)?.labelled(&name("qkv_bias")));
         }
@@ -380,25 +403,21 @@ pub fn forward(
             attention_prefill::attention_prefill(gpu, &q, k_cache, v_cache, &att, &act.pos, nh, nkv, hd, scale)?
         };
         body.push(attend.labelled(&name("attention")));
-        // output projection; residual connection back into x, and the feed-forward block's norm
-        body.push(linear(gpu, &att, &lw.o_proj, &xb2)?.labelled(&name("o_proj")));
-        let ffn_norm = add_rms_norm::add_rms_norm(gpu, &x, &xb2, &lw.post_attention_layernorm, &xb, eps)?;
-        body.push(ffn_norm.labelled(&name("attn_residual+ffn_norm")));
-        // feed-forward block: silu(gate) * up from one projection, then down
-        body.push(gate_up_swiglu(gpu, &xb, &st.gate_up_proj, &gu, &hb)?.labelled(&name("gate_up_swiglu")));
-        body.push(linear(gpu, &hb, &lw.down_proj, &xb2)?.labelled(&name("down_proj")));
-        // residual connection back into x, and the next block's norm (the final norm after the last)
-        let next_norm = w.layers.get(l + 1).map_or(&w.norm, |next| &next.input_layernorm);
-        let norm = add_rms_norm::add_rms_norm(gpu, &x, &xb2, next_norm, &xb, eps)?;
-        body.push(norm.labelled(&name("ffn_residual+next_norm")));
+        // output projection, added into the residual stream
+        body.push(linear_residual(gpu, &att, &lw.o_proj, &x, &xb2)?.labelled(&name("o_proj+residual")));
+        // feed-forward block: norm, silu(gate) * up from one projection, down added into the
+        // residual stream
+        let gate_up = norm_gate_up(gpu, &x, &lw.post_attention_layernorm, &st.gate_up_proj, &hb, &xb, &gu, eps)?;
+        body.push(gate_up.labelled(&name("ffn_norm+gate_up+swiglu")));
+        body.push(linear_residual(gpu, &hb, &lw.down_proj, &x, &xb2)?.labelled(&name("down_proj+residual")));
     }
 
-    // classifier: over every row for perplexity, else over the last row only
+    // final norm and classifier: over every row for perplexity, else over the last row only
     if let Some(logits) = logits_all {
-        body.push(linear(gpu, &xb, &w.lm_head, logits)?.labelled("lm_head"));
+        body.push(norm_linear(gpu, &x, &w.norm, &w.lm_head, logits, &xb, eps)?.labelled("final_norm+lm_head"));
         return Ok(StepOps { body, last_row: None, head: Vec::new() });
     }
-    let (last_row, xb_last) = if t == 1 { (None, xb.clone()) } else { (Some(xb.rows(t - 1, 1)?), act.xb_last.clone()) };
-    let head = vec![matvec::matvec(gpu, &w.lm_head, &xb_last, &act.logits)?.labelled("lm_head")];
-    Ok(StepOps { body, last_row, head })
+    let (last_row, x_last) = if t == 1 { (None, x.clone()) } else { (Some(x.rows(t - 1, 1)?), act.x_last.clone()) };
+    let head = norm_linear(gpu, &x_last, &w.norm, &w.lm_head, &act.logits, &act.xb_last, eps)?;
+    Ok(StepOps { body, last_row, head: vec![head.labelled("final_norm+lm_head")] })
 }

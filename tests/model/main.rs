@@ -202,6 +202,38 @@ fn pipelined_decode_gives_the_same_ids_as_one_step_at_a_time() {
     assert_eq!(runs[0], runs[1], "pipelined and one step at a time");
 }
 
+/// The decode step's fused kernels (norm into the projections, stacked q/k/v with Qwen2's
+/// biases, rope_kv_cache, the accumulating residual) against the CPU forward: each greedy id is
+/// the CPU's argmax wherever the CPU's best two logits are not within rounding of each other.
+#[test]
+fn tiny_qwen2_and_llama3_decode_matches_the_cpu_reference() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for kind in [tiny::Kind::Qwen2, tiny::Kind::Llama3] {
+        let dir = tiny::write(kind);
+        let cpu = cpu_llama::CpuLlama::load(&shaderlm::checkpoint::Checkpoint::open(&dir).unwrap());
+        let options = LoadOptions { dtype: WeightDType::F32, ctx: Some(64), prefill_chunk: 16, ..Default::default() };
+        let mut model = Model::load(&dir, &options).unwrap();
+        let prompt: Vec<u32> = (0..12).map(|i| (i * 37 + 11) % 500).collect();
+        let generate = GenerateOptions { max_tokens: 12, ..Default::default() };
+        let mut generation = model.generate_ids(prompt.clone(), &generate).unwrap();
+        for piece in &mut generation {
+            piece.unwrap();
+        }
+        let got = generation.ids().to_vec();
+        assert!(got.len() >= 2, "{kind:?}: generated {got:?}");
+        let all: Vec<u32> = prompt.iter().chain(&got).copied().collect();
+        let logits = cpu.logits(&all);
+        for (i, &id) in got.iter().enumerate() {
+            let row = &logits[prompt.len() - 1 + i];
+            let mut sorted: Vec<(usize, f64)> = row.iter().copied().enumerate().collect();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+            if sorted[0].1 - sorted[1].1 > 1e-3 {
+                assert_eq!(id as usize, sorted[0].0, "{kind:?}: generated id {i}");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_prompt_longer_than_the_context_is_an_error() {
     let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
