@@ -8,7 +8,6 @@
 mod common;
 
 mod add;
-mod add_rms_norm;
 mod argmax;
 mod attention_decode;
 mod attention_prefill;

@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::{Gpu, Tensor};
 
 pub mod add;
-pub mod add_rms_norm;
 pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;

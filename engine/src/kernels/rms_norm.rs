@@ -44,17 +44,12 @@ pub fn rms_norm(gpu: &Gpu, x: &Tensor, weight: &Tensor, out: &Tensor, eps: f32) 
     let params = Params { n_rows: n_rows as u32, n: n as u32, eps, _pad: 0 };
     let uniform = gpu.uniform(OP, &params);
     let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
+    let long = n >= LONG_ROW && gpu.info().max_invocations_per_workgroup >= 1024;
     let constants = [
-        ("WG", workgroup_size(gpu, n) as f64),
+        ("WG", if long { 1024.0 } else { 256.0 }),
         ("WEIGHT_F16", (weight.dtype() == DType::F16) as u8 as f64),
     ];
     let binds = [Bind::Tensor(x), Bind::Tensor(weight), Bind::Tensor(out), Bind::Uniform(&uniform)];
     let d = dispatch(gpu, OP, shader, &constants, &binds, [n_rows as u32, 1, 1])?;
     Ok(Op { dispatches: vec![d] })
-}
-
-/// Threads per workgroup for rows of `n` (shared with kernels::add_rms_norm).
-pub(crate) fn workgroup_size(gpu: &Gpu, n: usize) -> u32 {
-    let long = n >= LONG_ROW && gpu.info().max_invocations_per_workgroup >= 1024;
-    if long { 1024 } else { 256 }
 }

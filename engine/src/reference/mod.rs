@@ -3,7 +3,6 @@
 //! One file per kernel, same stem as `kernels/<op>.rs`.
 
 pub mod add;
-pub mod add_rms_norm;
 pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;
