@@ -84,7 +84,7 @@ impl StepOps {
     }
 
     /// Dispatches and copies the step records.
-    pub fn len(&self) -> usize {
+    pub fn command_count(&self) -> usize {
         self.body.iter().chain(&self.head).map(|op| op.len()).sum::<usize>() + self.last_row.is_some() as usize
     }
 }

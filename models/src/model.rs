@@ -320,7 +320,7 @@ impl Model {
     fn submit_decode(&mut self) -> Result<()> {
         let started = Instant::now();
         let pos = self.next_pos;
-        let mut rec = Recorder::with_capacity(&self.gpu, self.decode.len() + 4);
+        let mut rec = Recorder::with_capacity(&self.gpu, self.decode.command_count() + 4);
         rec.copy(&self.positions.rows(pos, 1)?, &self.act.pos)?;
         self.decode.record(&mut rec, &self.act)?;
         self.record_sample(&mut rec)?;

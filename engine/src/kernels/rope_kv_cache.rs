@@ -53,7 +53,7 @@ pub fn rope_kv_cache(
     expect_dtype(OP, "k_cache", k_cache, &[DType::F32, DType::F16])?;
     expect_dtype(OP, "v_cache (same as k_cache)", v_cache, &[k_cache.dtype()])?;
     expect_shape(OP, "pos", pos, &[1])?;
-    if head_dim == 0 || head_dim % 2 != 0 || n_heads == 0 || n_kv_heads == 0 {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) || n_heads == 0 || n_kv_heads == 0 {
         let got = (n_heads, n_kv_heads, head_dim);
         return Err(Error::shape(OP, "(n_heads, n_kv_heads, head_dim)", "non-zero, head_dim even", got));
     }
