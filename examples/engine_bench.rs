@@ -273,11 +273,11 @@ impl Timing {
 /// Wall clock: five submissions back to back, each of enough runs for about 10 ms of GPU work,
 /// divided by the runs; the recorder encodes at submit, so all but the first submission's
 /// encoding overlaps the GPU's work (what is left is counted: an upper bound).
-fn time_runs(
-    gpu: &Gpu,
+fn time_runs<'a>(
+    gpu: &'a Gpu,
     runs: usize,
     commands_per_run: usize,
-    record: impl Fn(&mut Recorder, usize) -> Result<()>,
+    record: impl Fn(&mut Recorder<'a>, usize) -> Result<()>,
 ) -> Result<Timing> {
     // Submits `batches` recorders of `count` runs each, back to back; returns seconds to idle.
     let submit_batches = |batches: usize, count: usize| -> Result<f64> {

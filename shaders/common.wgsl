@@ -106,3 +106,78 @@ fn steps_to_nearest(a: f32, step: f32, qmax: u32) -> u32 {
     }
     return q;
 }
+
+// ---- RoPE angles (rope.wgsl, rope_kv_cache.wgsl) ----
+// At p = 100000 an f32 product p * inv_freq is off by up to ~0.004 rad, and GPU sin/cos are only
+// accurate near [-pi, pi]. So the angle is reduced exactly in integers instead (a Payne-Hanek
+// reduction): inv_freq = m * 2^e with a 24-bit integer m, p * m is an exact 56-bit integer, and
+// multiplying it by 160 bits of 1/(2 pi) shifted by e gives the fraction of a turn to 2^-30,
+// which becomes an angle in [-pi, pi) for sin and cos. The result matches an f64 computation of
+// sin/cos(p * inv_freq) to f32 rounding at any position below 2^32.
+
+// One turn is 2^32 in the fixed-point fraction below; this turns it back into radians.
+const RADIANS_PER_UNIT: f32 = 1.4629180792671596e-9; // 2 pi / 2^32
+
+// The high 32 bits of the 64-bit product a * b, from 16-bit halves.
+fn mul_hi(a: u32, b: u32) -> u32 {
+    let a_lo = a & 0xffffu;
+    let a_hi = a >> 16u;
+    let b_lo = b & 0xffffu;
+    let b_hi = b >> 16u;
+    let lo_lo = a_lo * b_lo;
+    let hi_lo = a_hi * b_lo;
+    let lo_hi = a_lo * b_hi;
+    let carry = ((lo_lo >> 16u) + (hi_lo & 0xffffu) + (lo_hi & 0xffffu)) >> 16u;
+    return a_hi * b_hi + (hi_lo >> 16u) + (lo_hi >> 16u) + carry;
+}
+
+// Word w of 1/(2 pi) as a binary fraction: the bits of weight 2^-(32w+1) .. 2^-(32w+32);
+// 0 outside the 160 bits kept (w < 0 is the integer part, which is 0).
+fn inv_two_pi_table(w: i32) -> u32 {
+    switch w {
+        case 0: { return 0x28be60dbu; }
+        case 1: { return 0x9391054au; }
+        case 2: { return 0x7f09d5f4u; }
+        case 3: { return 0x7d4d3770u; }
+        case 4: { return 0x36d8a566u; }
+        default: { return 0u; }
+    }
+}
+
+// 32 bits of 1/(2 pi) starting at fraction bit `first` (bit 0 weighs 2^-1).
+fn inv_two_pi_word(first: i32) -> u32 {
+    let w = first >> 5u; // floor(first / 32)
+    let r = u32(first & 31);
+    let hi = inv_two_pi_table(w);
+    if (r == 0u) {
+        return hi;
+    }
+    return (hi << r) | (inv_two_pi_table(w + 1) >> (32u - r));
+}
+
+// p * f in radians, reduced to [-pi, pi).
+fn rotation_angle(p: u32, f: f32) -> f32 {
+    // f = m * 2^e exactly (subnormals have no implicit bit).
+    let bits = bitcast<u32>(f);
+    let biased = (bits >> 23u) & 0xffu;
+    var m = bits & 0x7fffffu;
+    var e = -149;
+    if (biased != 0u) {
+        m |= 0x800000u;
+        e = i32(biased) - 150;
+    }
+    // p * m as an exact 56-bit integer (product_hi, product_lo).
+    let product_lo = p * m;
+    let product_hi = mul_hi(p, m);
+    // 2^e / (2 pi) as a 96-bit fraction (c0, c1, c2): 1/(2 pi) shifted right by -e bits.
+    // Bits of weight >= 1 are dropped: times the integer p * m they add whole turns.
+    let c0 = inv_two_pi_word(e);
+    let c1 = inv_two_pi_word(e + 32);
+    let c2 = inv_two_pi_word(e + 64);
+    // Fraction of a turn in (p * m) * 2^e / (2 pi), in units of 2^-32 turn, wrapping mod 2^32:
+    // product_hi * c0 is whole turns and is left out, and so are the parts below one unit
+    // (the low halves of the mul_hi products, product_lo * c2): an error under 3 units.
+    let turn = product_hi * c1 + mul_hi(product_hi, c2) + product_lo * c0 + mul_hi(product_lo, c1);
+    // As a signed fraction in [-1/2, 1/2) of a turn.
+    return f32(bitcast<i32>(turn)) * RADIANS_PER_UNIT;
+}

@@ -1,5 +1,5 @@
 // matvec.wgsl: matrix-vector product for decode, portable reduction (no subgroups needed).
-//   y[row_offset + r] = sum_k W[r, k] * x[k]     for r < rows
+//   y[row_offset + r] = sum_k W[r, k] * x[k]     for r < rows   (+= with ACCUMULATE)
 // Bandwidth-bound: every weight byte is read once, in 16-byte words, by neighbouring threads
 // (coalesced). matvec_subgroup.wgsl is the same kernel with a subgroupAdd reduction.
 //
@@ -37,6 +37,9 @@ struct Params {
 override WORKGROUP_SIZE: u32 = 256u;
 override ROWS: u32 = 4u;
 override W_F16: bool = true;
+// The epilogue: y = W x, or with ACCUMULATE y += W x (a residual connection added in place; only
+// the store differs, so it is a flag rather than a file).
+override ACCUMULATE: bool = false;
 
 // Per-thread accumulators are a function-scope array, whose size must be a constant: ROWS may
 // not exceed it (the host checks). With ROWS fixed at pipeline creation the row loops unroll
@@ -86,6 +89,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        y[params.row_offset + row0 + r] = partials[r * WORKGROUP_SIZE];
+        let i = params.row_offset + row0 + r;
+        if (ACCUMULATE) {
+            y[i] += partials[r * WORKGROUP_SIZE];
+        } else {
+            y[i] = partials[r * WORKGROUP_SIZE];
+        }
     }
 }

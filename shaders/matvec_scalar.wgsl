@@ -1,5 +1,5 @@
 // matvec_scalar.wgsl: matrix-vector product for any k, one element per load (the slow path).
-//   y[row_offset + r] = sum_k W[r, k] * x[k]     for r < rows
+//   y[row_offset + r] = sum_k W[r, k] * x[k]     for r < rows   (+= with ACCUMULATE)
 // Used when k is not a multiple of the vectorized kernels' word (k % 8 != 0 for F16,
 // k % 4 != 0 for F32): a row may then start in the middle of a word (an F16 row of odd k starts
 // on the high half of a u32), so each element is addressed on its own. Correct for all k; only
@@ -33,6 +33,9 @@ struct Params {
 override WORKGROUP_SIZE: u32 = 64u;
 override ROWS: u32 = 4u;
 override W_F16: bool = true;
+// The epilogue: y = W x, or with ACCUMULATE y += W x (a residual connection added in place; only
+// the store differs, so it is a flag rather than a file).
+override ACCUMULATE: bool = false;
 
 // Every thread's partial sum for every row: [ROWS][WORKGROUP_SIZE].
 var<workgroup> partials: array<f32, ROWS * WORKGROUP_SIZE>;
@@ -74,6 +77,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        y[params.row_offset + row0 + r] = partials[r * WORKGROUP_SIZE];
+        let i = params.row_offset + row0 + r;
+        if (ACCUMULATE) {
+            y[i] += partials[r * WORKGROUP_SIZE];
+        } else {
+            y[i] = partials[r * WORKGROUP_SIZE];
+        }
     }
 }

@@ -41,6 +41,6 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuInfo, GpuOptions};
 pub use kernels::Op;
-pub use readback::Readback;
+pub use readback::{Readback, ReadbackRing};
 pub use recorder::{DispatchTime, Recorder};
 pub use tensor::Tensor;

@@ -2,8 +2,9 @@
 //!
 //! Ops are collected in order and encoded at `submit`: consecutive dispatches share one compute
 //! pass (wgpu places the barriers a dispatch needs on the previous one's writes); a copy closes
-//! the pass. Nothing is allocated per op beyond the list itself: pipelines and bind groups were
-//! made when the op was built.
+//! the pass. The recorder holds references to the ops' dispatches (a decode step records a few
+//! hundred every token), so nothing is cloned or allocated per dispatch: pipelines and bind
+//! groups were made when the op was built, and the list itself is the only allocation.
 //!
 //! `SHADERLM_DEBUG=1` prints each dispatch (label, grid, bytes bound) at submit;
 //! `SHADERLM_DEBUG=2` also times each dispatch with timestamp queries and prints ms and GB/s.
@@ -13,15 +14,31 @@ use crate::kernels::{Dispatch, Op};
 use crate::readback::Readback;
 use crate::{Gpu, Tensor};
 
-enum Command {
-    Dispatch(Dispatch),
-    Copy { src: Tensor, dst: Tensor, bytes: u64 },
-    Readback { src: Tensor, dst: wgpu::Buffer, bytes: u64 },
+enum Command<'a> {
+    Dispatch(&'a Dispatch),
+    Copy(BufferCopy),
+    Readback(BufferCopy),
 }
 
-pub struct Recorder<'g> {
-    gpu: &'g Gpu,
-    commands: Vec<Command>,
+/// `bytes` bytes from `src` at `src_offset` to `dst` at `dst_offset`.
+struct BufferCopy {
+    src: wgpu::Buffer,
+    src_offset: u64,
+    dst: wgpu::Buffer,
+    dst_offset: u64,
+    bytes: u64,
+}
+
+impl BufferCopy {
+    fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.copy_buffer_to_buffer(&self.src, self.src_offset, &self.dst, self.dst_offset, self.bytes);
+    }
+}
+
+/// Records ops that live at least as long as the recorder (`'a`), and submits them at once.
+pub struct Recorder<'a> {
+    gpu: &'a Gpu,
+    commands: Vec<Command<'a>>,
 }
 
 /// GPU time of one dispatch, from timestamp queries.
@@ -32,18 +49,23 @@ pub struct DispatchTime {
     pub bytes: u64,
 }
 
-impl<'g> Recorder<'g> {
-    pub fn new(gpu: &'g Gpu) -> Recorder<'g> {
+impl<'a> Recorder<'a> {
+    pub fn new(gpu: &'a Gpu) -> Recorder<'a> {
         Recorder { gpu, commands: Vec::new() }
     }
 
-    /// Records every dispatch of `op`, in order.
-    pub fn run(&mut self, op: &Op) {
-        self.commands.extend(op.dispatches.iter().cloned().map(Command::Dispatch));
+    /// A recorder with room for `commands` commands (a step that knows its size allocates once).
+    pub fn with_capacity(gpu: &'a Gpu, commands: usize) -> Recorder<'a> {
+        Recorder { gpu, commands: Vec::with_capacity(commands) }
+    }
+
+    /// Records every dispatch of `op`, in order (by reference: nothing is cloned).
+    pub fn run(&mut self, op: &'a Op) {
+        self.commands.extend(op.dispatches.iter().map(Command::Dispatch));
     }
 
     /// Records a list of ops, in order.
-    pub fn run_all<'a>(&mut self, ops: impl IntoIterator<Item = &'a Op>) {
+    pub fn run_all(&mut self, ops: impl IntoIterator<Item = &'a Op>) {
         for op in ops {
             self.run(op);
         }
@@ -58,18 +80,30 @@ impl<'g> Recorder<'g> {
         if bytes > dst.byte_size() {
             return Err(Error::shape("copy", "destination bytes", bytes, dst.byte_size()));
         }
-        self.commands.push(Command::Copy { src: src.clone(), dst: dst.clone(), bytes });
+        self.commands.push(Command::Copy(BufferCopy {
+            src: src.buffer().clone(),
+            src_offset: src.offset(),
+            dst: dst.buffer().clone(),
+            dst_offset: dst.offset(),
+            bytes,
+        }));
         Ok(())
     }
 
     /// Copies `src` into a [`Readback`] buffer, to be read after the submission finishes.
     pub fn readback(&mut self, src: &Tensor, dst: &Readback) -> Result<()> {
         let bytes = dst.check(src)?;
-        self.commands.push(Command::Readback { src: src.clone(), dst: dst.buffer().clone(), bytes });
+        self.commands.push(Command::Readback(BufferCopy {
+            src: src.buffer().clone(),
+            src_offset: src.offset(),
+            dst: dst.buffer().clone(),
+            dst_offset: 0,
+            bytes,
+        }));
         Ok(())
     }
 
-    /// Number of dispatches recorded so far.
+    /// Number of commands (dispatches and copies) recorded so far.
     pub fn len(&self) -> usize {
         self.commands.len()
     }
@@ -100,12 +134,8 @@ impl<'g> Recorder<'g> {
         let mut i = 0;
         while i < self.commands.len() {
             match &self.commands[i] {
-                Command::Copy { src, dst, bytes } => {
-                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
-                    i += 1;
-                }
-                Command::Readback { src, dst, bytes } => {
-                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst, 0, *bytes);
+                Command::Copy(c) | Command::Readback(c) => {
+                    c.encode(&mut encoder);
                     i += 1;
                 }
                 Command::Dispatch(_) => {
@@ -157,23 +187,23 @@ impl<'g> Recorder<'g> {
                     record(&mut pass, d);
                     labels.push((d.label.clone(), d.bytes));
                 }
-                Command::Copy { src, dst, bytes } if stamp_copies => {
+                Command::Copy(c) if stamp_copies => {
                     encoder.write_timestamp(&queries, 2 * i);
-                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
+                    c.encode(&mut encoder);
                     encoder.write_timestamp(&queries, 2 * i + 1);
-                    labels.push(("copy".into(), 2 * bytes));
+                    labels.push(("copy".into(), 2 * c.bytes));
                 }
-                Command::Copy { src, dst, bytes } => {
+                Command::Copy(c) => {
                     // Every query must be written before it is resolved: stamp an empty pass.
                     drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes }));
-                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst.buffer(), dst.offset(), *bytes);
-                    labels.push(("copy (untimed)".into(), 2 * bytes));
+                    c.encode(&mut encoder);
+                    labels.push(("copy (untimed)".into(), 2 * c.bytes));
                 }
-                Command::Readback { src, dst, bytes } => {
+                Command::Readback(c) => {
                     // Every query must be written before it is resolved: stamp an empty pass.
                     drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes }));
-                    encoder.copy_buffer_to_buffer(src.buffer(), src.offset(), dst, 0, *bytes);
-                    labels.push(("readback".into(), *bytes));
+                    c.encode(&mut encoder);
+                    labels.push(("readback".into(), c.bytes));
                 }
             }
         }
@@ -198,8 +228,8 @@ impl<'g> Recorder<'g> {
                 Command::Dispatch(d) => {
                     eprintln!("[gpu] {:<40} grid {:?} {:>12} bytes", d.label, d.workgroups, d.bytes)
                 }
-                Command::Copy { bytes, .. } => eprintln!("[gpu] {:<40} {:>12} bytes", "copy", bytes),
-                Command::Readback { bytes, .. } => eprintln!("[gpu] {:<40} {:>12} bytes", "readback", bytes),
+                Command::Copy(c) => eprintln!("[gpu] {:<40} {:>12} bytes", "copy", c.bytes),
+                Command::Readback(c) => eprintln!("[gpu] {:<40} {:>12} bytes", "readback", c.bytes),
             }
         }
     }

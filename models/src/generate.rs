@@ -106,7 +106,8 @@ impl<'m> Generation<'m> {
     pub(crate) fn start(model: &'m mut Model, prompt_ids: Vec<u32>, options: GenerateOptions) -> Result<Generation<'m>> {
         let started = Instant::now();
         model.set_sampling(&options.sampling)?;
-        let (first, prefilled) = model.prefill(&prompt_ids)?;
+        // The first decode step is worth submitting ahead if a second id may be wanted.
+        let (first, prefilled) = model.prefill(&prompt_ids, options.max_tokens > 1)?;
         let decoder = model.tokenizer.stream_after(&prompt_ids);
         let stats = GenerationStats {
             prompt_tokens: prompt_ids.len(),
@@ -157,7 +158,9 @@ impl<'m> Generation<'m> {
             self.finish(FinishReason::ContextFull);
             return Ok(None);
         }
-        Ok(Some(self.model.decode_step(last)?))
+        // Submit the step after this one ahead unless the id this one returns is the last wanted.
+        let ahead = self.ids.len() + 1 < self.options.max_tokens;
+        Ok(Some(self.model.decode_step(last, ahead)?))
     }
 
     fn step(&mut self) -> Result<Option<String>> {

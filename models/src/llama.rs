@@ -5,7 +5,8 @@
 //! Read `forward` top to bottom: it is the whole network, one engine op per line.
 
 use shaderlm_engine::kernels::{
-    add, attention_decode, attention_prefill, copy_rows, embedding, matmul, matvec, quantize, rms_norm, rope, silu_mul,
+    add, attention_decode, attention_prefill, embedding, matmul, matvec, quantize, rms_norm, rms_norm_matvec,
+    rms_norm_matvec_swiglu, rope, rope_kv_cache, swiglu,
 };
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
 
@@ -27,9 +28,19 @@ pub struct LayerWeights {
     pub down_proj: Tensor,                // (hidden, intermediate)
 }
 
+/// One layer's projections stacked by rows, so that one matvec computes what two or three would:
+/// after `Weights::stack_projections`, `q_proj`, `k_proj`, `v_proj`, `gate_proj` and `up_proj`
+/// in `LayerWeights` are views of these (nothing is held twice).
+pub struct StackedWeights {
+    pub qkv_proj: Tensor,         // (n_heads * head_dim + 2 * n_kv_heads * head_dim, hidden): q; k; v
+    pub qkv_bias: Option<Tensor>, // Qwen2: (q width + 2 * kv width)
+    pub gate_up_proj: Tensor,     // (2 * intermediate, hidden): gate; up
+}
+
 pub struct Weights {
     pub embed_tokens: Tensor, // (vocab, hidden)
     pub layers: Vec<LayerWeights>,
+    pub stacked: Vec<StackedWeights>, // one per layer
     pub norm: Tensor,         // (hidden)
     pub lm_head: Tensor,      // (vocab, hidden); the same buffer as embed_tokens when tied
     pub inv_freq: Tensor,     // (rot_dim / 2) RoPE frequencies, scaling applied
@@ -41,13 +52,11 @@ pub struct Activations {
     pub x: Tensor,      // (rows, hidden) residual stream
     pub xb: Tensor,     // (rows, hidden) normed input of a block
     pub xb2: Tensor,    // (rows, hidden) block output before the residual add
-    pub q: Tensor,      // (rows, n_heads * head_dim)
-    pub k: Tensor,      // (rows, n_kv_heads * head_dim)
-    pub v: Tensor,      // (rows, n_kv_heads * head_dim)
+    pub qkv: Tensor,    // (rows, (n_heads + 2 * n_kv_heads) * head_dim) [q | k | v] per row
+    pub q: Tensor,      // (rows, n_heads * head_dim) queries after RoPE
     pub att: Tensor,    // (rows, n_heads * head_dim) attention output
-    pub hb: Tensor,     // (rows, intermediate) gate
-    pub hb2: Tensor,    // (rows, intermediate) up
-    pub hb3: Tensor,    // (rows, intermediate) silu(gate) * up
+    pub gu: Tensor,     // (rows, 2 * intermediate) [gate | up] per row
+    pub hb: Tensor,     // (rows, intermediate) silu(gate) * up
     pub x_last: Tensor, // (1, hidden) last row of x, for the head
     pub xb_last: Tensor, // (1, hidden)
     pub logits: Tensor, // (1, vocab)
@@ -65,13 +74,18 @@ pub struct StepOps {
 }
 
 impl StepOps {
-    pub fn record(&self, rec: &mut Recorder, act: &Activations) -> Result<()> {
+    pub fn record<'a>(&'a self, rec: &mut Recorder<'a>, act: &Activations) -> Result<()> {
         rec.run_all(&self.body);
         if let Some(row) = &self.last_row {
             rec.copy(row, &act.x_last)?;
         }
         rec.run_all(&self.head);
         Ok(())
+    }
+
+    /// Dispatches and copies the step records.
+    pub fn command_count(&self) -> usize {
+        self.body.iter().chain(&self.head).map(|op| op.len()).sum::<usize>() + self.last_row.is_some() as usize
     }
 }
 
@@ -114,6 +128,37 @@ impl WeightDType {
 /// `W x` for one row (bandwidth-bound matvec) or `X W^T` for many (tiled matmul).
 fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     Ok(if x.shape()[0] == 1 { matvec::matvec(gpu, w, x, y)? } else { matmul::matmul(gpu, x, w, y)? })
+}
+
+/// `y = w . rms_norm(x, g)`: for one row, one fused matvec where the weight allows it; else the
+/// norm into `xb`, then the projection.
+#[allow(clippy::too_many_arguments)]
+fn norm_linear(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, y: &Tensor, xb: &Tensor, eps: f32) -> Result<Op> {
+    if x.shape()[0] == 1 && rms_norm_matvec::fits(gpu, w, x, g) {
+        return Ok(rms_norm_matvec::rms_norm_matvec(gpu, x, g, w, y, eps)?);
+    }
+    Ok(rms_norm::rms_norm(gpu, x, g, xb, eps)?.then(linear(gpu, xb, w, y)?))
+}
+
+/// `silu(gate) * up` of `rms_norm(x, g)` through the stacked `[gate; up]` weight `w`, into `out`:
+/// for one row, one fused matvec where the weight allows it; else the norm into `xb`, the
+/// projection into `gu`, then the gate.
+#[allow(clippy::too_many_arguments)]
+fn norm_gate_up(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor, xb: &Tensor, gu: &Tensor, eps: f32) -> Result<Op> {
+    if x.shape()[0] == 1 && rms_norm_matvec::fits(gpu, w, x, g) {
+        return Ok(rms_norm_matvec_swiglu::rms_norm_matvec_swiglu(gpu, x, g, w, out, eps)?);
+    }
+    let norm = rms_norm::rms_norm(gpu, x, g, xb, eps)?;
+    Ok(norm.then(linear(gpu, xb, w, gu)?).then(swiglu::swiglu(gpu, gu, out)?))
+}
+
+/// `x += w . input` (a residual connection): for one row, the matvec adds into `x` itself; else
+/// the projection into `scratch`, then an add.
+fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &Tensor) -> Result<Op> {
+    if input.shape()[0] == 1 && matches!(w.dtype(), DType::F16 | DType::F32) {
+        return Ok(matvec::matvec_accumulate(gpu, w, input, x)?);
+    }
+    Ok(linear(gpu, input, w, scratch)?.then(add::add(gpu, x, scratch)?))
 }
 
 impl Weights {
@@ -221,8 +266,99 @@ impl Weights {
             load("lm_head.weight", &[cfg.vocab_size, h], wd)?
         };
         let inv_freq = Tensor::from_f32(gpu, &[cfg.rot_dim() / 2], DType::F32, &rope_frequencies(cfg))?;
-        Ok(Weights { embed_tokens, layers, norm, lm_head, inv_freq })
+        let mut weights = Weights { embed_tokens, layers, stacked: Vec::new(), norm, lm_head, inv_freq };
+        weights.stack_projections(gpu)?;
+        Ok(weights)
     }
+
+    /// Stacks each layer's q/k/v projections (and biases) and gate/up projections into one
+    /// tensor each (GPU copies, layer by layer), and makes the separate weights views of them.
+    fn stack_projections(&mut self, gpu: &Gpu) -> Result<()> {
+        for lw in &mut self.layers {
+            let (qkv_proj, [q, k, v]) = stack_rows(gpu, [&lw.q_proj, &lw.k_proj, &lw.v_proj])?;
+            (lw.q_proj, lw.k_proj, lw.v_proj) = (q, k, v);
+            let qkv_bias = match &mut lw.qkv_bias {
+                Some(bias) => {
+                    let (stacked, views) = stack_rows(gpu, [&bias[0], &bias[1], &bias[2]])?;
+                    *bias = views;
+                    Some(stacked)
+                }
+                None => None,
+            };
+            let (gate_up_proj, [gate, up]) = stack_rows(gpu, [&lw.gate_proj, &lw.up_proj])?;
+            (lw.gate_proj, lw.up_proj) = (gate, up);
+            self.stacked.push(StackedWeights { qkv_proj, qkv_bias, gate_up_proj });
+            // Let the GPU finish the copies so the separate tensors' memory is released as we go.
+            gpu.wait()?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies `parts` (one dtype, same row length; 1-D parts are rows of one element) one after the
+/// other into a new tensor, and returns it with a view of it for each part.
+fn stack_rows<const N: usize>(gpu: &Gpu, parts: [&Tensor; N]) -> Result<(Tensor, [Tensor; N])> {
+    let first = parts[0];
+    let tail = &first.shape()[1..];
+    if let Some(p) = parts.iter().find(|p| p.dtype() != first.dtype() || &p.shape()[1..] != tail) {
+        return Err(Error::Input(format!("cannot stack {p:?} under {first:?}: dtype or row length differs")));
+    }
+    let rows: usize = parts.iter().map(|p| p.shape()[0]).sum();
+    let mut shape = first.shape().to_vec();
+    shape[0] = rows;
+    if first.dtype().is_packed() {
+        return stack_packed_rows(gpu, parts, &shape);
+    }
+    let stacked = Tensor::empty(gpu, &shape, first.dtype())?;
+    let mut rec = Recorder::new(gpu);
+    let mut start = 0;
+    let mut views = Vec::with_capacity(N);
+    for part in parts {
+        let view = stacked.rows(start, part.shape()[0])?;
+        rec.copy(part, &view)?;
+        start += part.shape()[0];
+        views.push(view);
+    }
+    rec.submit()?;
+    let views = views.try_into().map_err(|_| Error::Input("stack_rows: view count".into()))?;
+    Ok((stacked, views))
+}
+
+/// [`stack_rows`] for packed (quantized) weights, whose quants and scales sit in separate
+/// regions of a tensor: each part's quants and scales are unpacked on the CPU, concatenated in
+/// row order and packed again (no rounding: the same quants and scales).
+fn stack_packed_rows<const N: usize>(gpu: &Gpu, parts: [&Tensor; N], shape: &[usize]) -> Result<(Tensor, [Tensor; N])> {
+    use shaderlm_engine::dtype::{pack_q4_from_blocks, pack_q8_from_blocks, unpack_q4, unpack_q8};
+    let dtype = parts[0].dtype();
+    let (n, k) = (shape[0], shape[1]);
+    let words = if dtype == DType::Q8 {
+        let (mut qs, mut scales) = (Vec::new(), Vec::new());
+        for p in parts {
+            let (q, s) = unpack_q8(&p.to_words(gpu)?, p.shape()[0], k)?;
+            qs.extend(q);
+            scales.extend(s);
+        }
+        pack_q8_from_blocks(&qs, &scales, n, k)?
+    } else {
+        let group = dtype.group().unwrap_or(32);
+        let (mut qs, mut scales, mut mins) = (Vec::new(), Vec::new(), Vec::new());
+        for p in parts {
+            let (q, s, m) = unpack_q4(&p.to_words(gpu)?, p.shape()[0], k, group)?;
+            qs.extend(q);
+            scales.extend(s);
+            mins.extend(m);
+        }
+        pack_q4_from_blocks(&qs, &scales, &mins, n, k, group)?
+    };
+    let stacked = Tensor::from_words(gpu, shape, dtype, &words)?;
+    let mut start = 0;
+    let mut views = Vec::with_capacity(N);
+    for part in parts {
+        views.push(stacked.rows(start, part.shape()[0])?);
+        start += part.shape()[0];
+    }
+    let views = views.try_into().map_err(|_| Error::Input("stack_rows: view count".into()))?;
+    Ok((stacked, views))
 }
 
 /// Uploads a linear layer as the packed `dtype`: GGUF blocks that carry over exactly (Q8_0 to
@@ -236,7 +372,8 @@ fn upload_packed(gpu: &Gpu, ckpt: &Checkpoint, name: &str, shape: &[usize], dtyp
     let f16 = Tensor::from_f32(gpu, shape, DType::F16, &view.to_f32()?)?;
     let packed = Tensor::empty(gpu, shape, dtype)?;
     let mut rec = Recorder::new(gpu);
-    rec.run(&quantize::quantize(gpu, &f16, &packed)?);
+    let op = quantize::quantize(gpu, &f16, &packed)?;
+    rec.run(&op);
     rec.submit()?;
     Ok(packed)
 }
@@ -262,13 +399,11 @@ impl Activations {
             x: f32(&[rows, h])?,
             xb: f32(&[rows, h])?,
             xb2: f32(&[rows, h])?,
+            qkv: f32(&[rows, qw + 2 * kvw])?,
             q: f32(&[rows, qw])?,
-            k: f32(&[rows, kvw])?,
-            v: f32(&[rows, kvw])?,
             att: f32(&[rows, qw])?,
+            gu: f32(&[rows, 2 * f])?,
             hb: f32(&[rows, f])?,
-            hb2: f32(&[rows, f])?,
-            hb3: f32(&[rows, f])?,
             x_last: f32(&[1, h])?,
             xb_last: f32(&[1, h])?,
             logits: f32(&[1, cfg.vocab_size])?,
@@ -280,7 +415,7 @@ impl Activations {
 
     /// Bytes of all activation buffers.
     pub fn bytes(&self) -> u64 {
-        [&self.x, &self.xb, &self.xb2, &self.q, &self.k, &self.v, &self.att, &self.hb, &self.hb2, &self.hb3]
+        [&self.x, &self.xb, &self.xb2, &self.qkv, &self.q, &self.att, &self.gu, &self.hb, &self.x_last, &self.xb_last]
             .iter()
             .map(|t| t.byte_size())
             .sum()
@@ -299,6 +434,12 @@ pub enum StepInput {
 /// `act.pos` on the GPU). Writes their keys and values into the cache; leaves the last row's
 /// logits in `act.logits`. With `all_logits`, the head runs over every row instead and
 /// writes `logits_all` (T, vocab) (perplexity needs every position).
+///
+/// Each dispatch costs a few microseconds however little it does, so for one row (decode) the
+/// steps are fused: every RMSNorm into the projection after it, q, k and v into one projection
+/// over stacked weights, RoPE and the cache writes into one op, gate and up into one projection
+/// that also gates, and each residual add into the projection before it. A decode step is seven
+/// dispatches per layer. Prefill (many rows) runs the same steps unfused, around matmuls.
 pub fn forward(
     gpu: &Gpu,
     cfg: &Config,
@@ -319,9 +460,9 @@ pub fn forward(
     let eps = cfg.rms_norm_eps;
     let scale = 1.0 / (hd as f32).sqrt();
     let rows = |x: &Tensor| x.rows(0, t);
-    let (x, xb, xb2, q, k, v, att) =
-        (rows(&act.x)?, rows(&act.xb)?, rows(&act.xb2)?, rows(&act.q)?, rows(&act.k)?, rows(&act.v)?, rows(&act.att)?);
-    let (hb, hb2, hb3) = (rows(&act.hb)?, rows(&act.hb2)?, rows(&act.hb3)?);
+    let (x, xb, xb2, qkv, q, att) =
+        (rows(&act.x)?, rows(&act.xb)?, rows(&act.xb2)?, rows(&act.qkv)?, rows(&act.q)?, rows(&act.att)?);
+    let (gu, hb) = (rows(&act.gu)?, rows(&act.hb)?);
     let ids = match input {
         StepInput::Tokens(t) => act.tokens.rows(0, t)?,
         StepInput::Sampled => act.next.clone(),
@@ -330,52 +471,40 @@ pub fn forward(
     let mut body = Vec::new();
     // token embeddings into the residual stream
     body.push(embedding::embedding(gpu, &w.embed_tokens, &ids, &x)?.labelled("embed"));
-    for (l, lw) in w.layers.iter().enumerate() {
+    for (l, (lw, st)) in w.layers.iter().zip(&w.stacked).enumerate() {
         let name = |s: &str| format!("L{l}.{s}");
-        // attention block: norm, q/k/v projections (+ bias), RoPE on q and k
-        body.push(rms_norm::rms_norm(gpu, &x, &lw.input_layernorm, &xb, eps)?.labelled(&name("attn_norm")));
-        body.push(linear(gpu, &xb, &lw.q_proj, &q)?.labelled(&name("q_proj")));
-        body.push(linear(gpu, &xb, &lw.k_proj, &k)?.labelled(&name("k_proj")));
-        body.push(linear(gpu, &xb, &lw.v_proj, &v)?.labelled(&name("v_proj")));
-        if let Some([bq, bk, bv]) = &lw.qkv_bias {
-            body.push(add::add_bias(gpu, &q, bq)?.labelled(&name("q_bias")));
-            body.push(add::add_bias(gpu, &k, bk)?.labelled(&name("k_bias")));
-            body.push(add::add_bias(gpu, &v, bv)?.labelled(&name("v_bias")));
+        // attention block: norm and the q, k, v projection (+ bias), RoPE on q and k with this
+        // step's keys and values stored at positions pos.. in the cache
+        let qkv_proj = norm_linear(gpu, &x, &lw.input_layernorm, &st.qkv_proj, &qkv, &xb, eps)?;
+        body.push(qkv_proj.labelled(&name("attn_norm+qkv_proj")));
+        if let Some(bias) = &st.qkv_bias {
+            body.push(add::add_bias(gpu, &qkv, bias)?.labelled(&name("qkv_bias")));
         }
-        body.push(rope::rope(gpu, &q, &w.inv_freq, &act.pos, nh, hd)?.labelled(&name("rope_q")));
-        body.push(rope::rope(gpu, &k, &w.inv_freq, &act.pos, nkv, hd)?.labelled(&name("rope_k")));
-        // store this step's keys and values at positions pos.. in the cache
-        body.push(copy_rows::copy_rows(gpu, &k, &cache.k[l], &act.pos)?.labelled(&name("k_cache")));
-        body.push(copy_rows::copy_rows(gpu, &v, &cache.v[l], &act.pos)?.labelled(&name("v_cache")));
+        let (k_cache, v_cache) = (&cache.k[l], &cache.v[l]);
+        let rope = rope_kv_cache::rope_kv_cache(gpu, &qkv, &w.inv_freq, &act.pos, &q, k_cache, v_cache, nh, nkv, hd)?;
+        body.push(rope.labelled(&name("rope_kv_cache")));
         // causal grouped-query attention over the cache
         let attend = if t == 1 {
-            attention_decode::attention_decode(gpu, &q, &cache.k[l], &cache.v[l], &att, &act.pos, nh, nkv, hd, scale)?
+            attention_decode::attention_decode(gpu, &q, k_cache, v_cache, &att, &act.pos, nh, nkv, hd, scale)?
         } else {
-            attention_prefill::attention_prefill(gpu, &q, &cache.k[l], &cache.v[l], &att, &act.pos, nh, nkv, hd, scale)?
+            attention_prefill::attention_prefill(gpu, &q, k_cache, v_cache, &att, &act.pos, nh, nkv, hd, scale)?
         };
         body.push(attend.labelled(&name("attention")));
-        // output projection, residual connection back into x
-        body.push(linear(gpu, &att, &lw.o_proj, &xb2)?.labelled(&name("o_proj")));
-        body.push(add::add(gpu, &x, &xb2)?.labelled(&name("attn_residual")));
-        // feed-forward block: norm, silu(gate) * up, down, residual
-        body.push(rms_norm::rms_norm(gpu, &x, &lw.post_attention_layernorm, &xb, eps)?.labelled(&name("ffn_norm")));
-        body.push(linear(gpu, &xb, &lw.gate_proj, &hb)?.labelled(&name("gate_proj")));
-        body.push(linear(gpu, &xb, &lw.up_proj, &hb2)?.labelled(&name("up_proj")));
-        body.push(silu_mul::silu_mul(gpu, &hb, &hb2, &hb3)?.labelled(&name("silu_mul")));
-        body.push(linear(gpu, &hb3, &lw.down_proj, &xb2)?.labelled(&name("down_proj")));
-        body.push(add::add(gpu, &x, &xb2)?.labelled(&name("ffn_residual")));
+        // output projection, added into the residual stream
+        body.push(linear_residual(gpu, &att, &lw.o_proj, &x, &xb2)?.labelled(&name("o_proj+residual")));
+        // feed-forward block: norm, silu(gate) * up from one projection, down added into the
+        // residual stream
+        let gate_up = norm_gate_up(gpu, &x, &lw.post_attention_layernorm, &st.gate_up_proj, &hb, &xb, &gu, eps)?;
+        body.push(gate_up.labelled(&name("ffn_norm+gate_up+swiglu")));
+        body.push(linear_residual(gpu, &hb, &lw.down_proj, &x, &xb2)?.labelled(&name("down_proj+residual")));
     }
 
     // final norm and classifier: over every row for perplexity, else over the last row only
     if let Some(logits) = logits_all {
-        body.push(rms_norm::rms_norm(gpu, &x, &w.norm, &xb, eps)?.labelled("final_norm"));
-        body.push(linear(gpu, &xb, &w.lm_head, logits)?.labelled("lm_head"));
+        body.push(norm_linear(gpu, &x, &w.norm, &w.lm_head, logits, &xb, eps)?.labelled("final_norm+lm_head"));
         return Ok(StepOps { body, last_row: None, head: Vec::new() });
     }
     let (last_row, x_last) = if t == 1 { (None, x.clone()) } else { (Some(x.rows(t - 1, 1)?), act.x_last.clone()) };
-    let head = vec![
-        rms_norm::rms_norm(gpu, &x_last, &w.norm, &act.xb_last, eps)?.labelled("final_norm"),
-        matvec::matvec(gpu, &w.lm_head, &act.xb_last, &act.logits)?.labelled("lm_head"),
-    ];
-    Ok(StepOps { body, last_row, head })
+    let head = norm_linear(gpu, &x_last, &w.norm, &w.lm_head, &act.logits, &act.xb_last, eps)?;
+    Ok(StepOps { body, last_row, head: vec![head.labelled("final_norm+lm_head")] })
 }

@@ -133,6 +133,10 @@ struct ModelArgs {
     /// Adapter to use: a substring of its name (also SHADERLM_ADAPTER).
     #[arg(long)]
     adapter: Option<String>,
+    /// Run decode steps one at a time instead of submitting each before reading the last
+    /// (to measure what pipelining gains).
+    #[arg(long)]
+    no_pipeline: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -220,7 +224,8 @@ fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
         (Some(QuantArg::F16), _) | (None, DTypeArg::F16) => WeightDType::F16,
         (None, DTypeArg::F32) => WeightDType::F32,
     };
-    let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, ..Default::default() };
+    let pipeline = !args.no_pipeline;
+    let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, pipeline, ..Default::default() };
     let model = Model::load(&args.model, &options)?;
     eprintln!("loaded {} on {}: {}", args.model.display(), model.gpu.info().name, model.summary);
     Ok(model)

@@ -2,10 +2,10 @@
 //! built once. `generate` and `chat` return a streaming [`Generation`].
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shaderlm_engine::kernels::{argmax, cross_entropy, sample};
-use shaderlm_engine::{Gpu, GpuOptions, Readback, Recorder, Tensor};
+use shaderlm_engine::{DType, Gpu, GpuOptions, ReadbackRing, Recorder, Tensor};
 
 use crate::checkpoint::{Checkpoint, Config};
 use crate::generate::{GenerateOptions, Generation, Sampling};
@@ -28,11 +28,21 @@ pub struct LoadOptions {
     pub gpu: GpuOptions,
     /// Draw a progress bar on stderr while loading.
     pub progress: bool,
+    /// Submit each decode step before reading back the previous one's id (on by default; off
+    /// runs one step at a time, which only measurements want).
+    pub pipeline: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { dtype: WeightDType::F16, ctx: None, prefill_chunk: 512, gpu: GpuOptions::default(), progress: false }
+        LoadOptions {
+            dtype: WeightDType::F16,
+            ctx: None,
+            prefill_chunk: 512,
+            gpu: GpuOptions::default(),
+            progress: false,
+            pipeline: true,
+        }
     }
 }
 
@@ -78,10 +88,21 @@ pub struct Model {
     greedy: shaderlm_engine::Op,
     sampler: sample::Sampler,
     sampling: Sampling,
-    /// Ids the sampler's repetition penalty looks at (prompt and generated), on the GPU.
+    /// Ids the sampler's repetition penalty looks at (prompt and generated), on the GPU; the
+    /// sampler appends each id it draws.
     history: Tensor,
     history_len: Tensor,
-    readback: Readback,
+    /// `positions[p] = p` for `p <= ctx`: a decode step copies its position from here into
+    /// `act.pos` on the GPU, so the host writes nothing between steps.
+    positions: Tensor,
+    /// Where each submitted step's sampled id comes back, one slot per step in flight.
+    readbacks: ReadbackRing,
+    /// Position the next decode step feeds: `cache.tokens.len()`, plus one while a step
+    /// submitted ahead is in flight.
+    next_pos: usize,
+    pipeline: bool,
+    /// Host time spent recording and submitting decode steps, and their count (for bench).
+    pub(crate) decode_host: (Duration, usize),
 }
 
 impl Model {
@@ -125,8 +146,9 @@ impl Model {
         let act = Activations::new(&gpu, &config, options.prefill_chunk.clamp(1, ctx))?;
         let decode = forward(&gpu, &config, &weights, &cache, &act, StepInput::Sampled, None)?;
         let greedy = argmax::argmax(&gpu, &act.logits, &act.next)?.labelled("argmax");
-        let history = Tensor::empty(&gpu, &[ctx], shaderlm_engine::DType::U32)?;
+        let history = Tensor::empty(&gpu, &[ctx], DType::U32)?;
         let history_len = Tensor::from_u32(&gpu, &[1], &[0])?;
+        let positions = Tensor::from_u32(&gpu, &[ctx + 1], &(0..=ctx as u32).collect::<Vec<_>>())?;
         let sampling = Sampling::greedy();
         let sampler = sample::Sampler::new(
             &gpu,
@@ -137,7 +159,8 @@ impl Model {
             &history_len,
             sample_params(&sampling),
         )?;
-        let readback = Readback::new(&gpu, 4);
+        // Two slots: the step being read and the one submitted ahead of it.
+        let readbacks = ReadbackRing::new(&gpu, 1, 2);
         let summary = LoadSummary {
             parameters: parameter_count(&config),
             weight_bytes,
@@ -161,7 +184,11 @@ impl Model {
             sampling,
             history,
             history_len,
-            readback,
+            positions,
+            readbacks,
+            next_pos: 0,
+            pipeline: options.pipeline,
+            decode_host: (Duration::ZERO, 0),
         })
     }
 
@@ -232,8 +259,11 @@ impl Model {
     }
 
     /// Runs the prompt (reusing any cached prefix), samples the first new id on the GPU and
-    /// returns it with the number of prompt tokens actually run.
-    pub(crate) fn prefill(&mut self, ids: &[u32]) -> Result<(u32, usize)> {
+    /// returns it with the number of prompt tokens actually run. With `ahead` (and pipelining
+    /// on), the first decode step, which feeds that id, is submitted before the id is read back.
+    pub(crate) fn prefill(&mut self, ids: &[u32], ahead: bool) -> Result<(u32, usize)> {
+        // A step submitted ahead by the last generation and never used: let it finish.
+        self.readbacks.clear(&self.gpu)?;
         let reuse = self.cache.reusable_prefix(ids);
         self.cache.tokens.truncate(reuse);
         self.history.write_words(&self.gpu, ids)?;
@@ -250,31 +280,67 @@ impl Model {
             if last {
                 self.record_sample(&mut rec)?;
             }
-            rec.submit()?;
+            let submission = rec.submit()?;
+            if last {
+                self.readbacks.push(submission)?;
+            }
             self.cache.tokens.extend_from_slice(chunk);
             start += chunk.len();
         }
-        Ok((self.readback.read_words(&self.gpu, 1)?[0], ids.len() - reuse))
+        self.next_pos = ids.len();
+        if ahead && self.pipeline {
+            self.submit_decode()?;
+        }
+        Ok((self.take_id()?, ids.len() - reuse))
     }
 
     /// Feeds `id` (the last sampled token, already in `act.next` on the GPU) at the next
     /// position and returns the id sampled after it.
-    pub(crate) fn decode_step(&mut self, id: u32) -> Result<u32> {
+    ///
+    /// With `ahead` (and pipelining on), the step after this one is submitted before this one's
+    /// id is read back: its input is that id, already on the GPU, so it runs while the host
+    /// reads and handles it. If generation then stops (end of sequence, a stop string), the step
+    /// submitted ahead is dropped: its keys and values sit past `cache.tokens`, where whatever
+    /// runs next at that position overwrites them before anything reads them.
+    pub(crate) fn decode_step(&mut self, id: u32, ahead: bool) -> Result<u32> {
         let pos = self.cache.tokens.len();
-        self.act.pos.write_u32(&self.gpu, &[pos as u32])?;
-        self.history.rows(pos, 1)?.write_words(&self.gpu, &[id])?;
-        self.history_len.write_u32(&self.gpu, &[pos as u32 + 1])?;
-        let mut rec = Recorder::new(&self.gpu);
-        self.decode.record(&mut rec, &self.act)?;
-        self.record_sample(&mut rec)?;
-        rec.submit()?;
+        if self.next_pos == pos {
+            // No step feeding `id` was submitted ahead.
+            self.submit_decode()?;
+        }
         self.cache.tokens.push(id);
-        Ok(self.readback.read_words(&self.gpu, 1)?[0])
+        if ahead && self.pipeline && self.next_pos < self.context() {
+            self.submit_decode()?;
+        }
+        self.take_id()
     }
 
-    fn record_sample(&self, rec: &mut Recorder) -> Result<()> {
+    /// Records and submits one decode step at `next_pos`. Its input is `act.next`, the id the
+    /// step before it sampled; its position is copied from `positions` on the GPU.
+    fn submit_decode(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let pos = self.next_pos;
+        let mut rec = Recorder::with_capacity(&self.gpu, self.decode.command_count() + 4);
+        rec.copy(&self.positions.rows(pos, 1)?, &self.act.pos)?;
+        self.decode.record(&mut rec, &self.act)?;
+        self.record_sample(&mut rec)?;
+        let submission = rec.submit()?;
+        self.readbacks.push(submission)?;
+        self.next_pos += 1;
+        self.decode_host.0 += started.elapsed();
+        self.decode_host.1 += 1;
+        Ok(())
+    }
+
+    /// Waits for the oldest step in flight and returns the id it sampled.
+    fn take_id(&mut self) -> Result<u32> {
+        let words = self.readbacks.pop(&self.gpu)?;
+        words.and_then(|w| w.first().copied()).ok_or_else(|| Error::Input("no step in flight to read".into()))
+    }
+
+    fn record_sample<'a>(&'a self, rec: &mut Recorder<'a>) -> Result<()> {
         rec.run(if self.sampling.is_greedy() { &self.greedy } else { self.sampler.op() });
-        rec.readback(&self.act.next, &self.readback)?;
+        rec.readback(&self.act.next, self.readbacks.slot()?)?;
         Ok(())
     }
 
@@ -299,8 +365,9 @@ impl Model {
             let targets: Vec<u32> = (0..rows).map(|r| ids.get(start + r + 1).copied().unwrap_or(0)).collect();
             let targets = Tensor::from_u32(gpu, &[rows], &targets)?;
             let nll = Tensor::empty(gpu, &[rows], shaderlm_engine::DType::F32)?;
+            let op = cross_entropy::cross_entropy(gpu, logits, &targets, &nll)?;
             let mut rec = Recorder::new(gpu);
-            rec.run(&cross_entropy::cross_entropy(gpu, logits, &targets, &nll)?);
+            rec.run(&op);
             rec.submit()?;
             out.extend(nll.to_f32(gpu)?);
             Ok(())
@@ -322,13 +389,14 @@ impl Model {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
             return Err(Error::Input(format!("token id {bad} is outside the vocabulary ({})", self.config.vocab_size)));
         }
+        self.readbacks.clear(&self.gpu)?;
         self.cache.tokens.clear();
         let vocab = self.config.vocab_size;
         for (i, chunk) in ids.chunks(self.act.rows).enumerate() {
             let start = i * self.act.rows;
             self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
             self.act.pos.write_u32(&self.gpu, &[start as u32])?;
-            let logits = Tensor::empty(&self.gpu, &[chunk.len(), vocab], shaderlm_engine::DType::F32)?;
+            let logits = Tensor::empty(&self.gpu, &[chunk.len(), vocab], DType::F32)?;
             let input = StepInput::Tokens(chunk.len());
             let ops = forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, input, Some(&logits))?;
             let mut rec = Recorder::new(&self.gpu);

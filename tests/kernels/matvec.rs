@@ -172,3 +172,25 @@ fn matvec_degenerate_shapes() {
         assert!(matvec(gpu, &w, &x, &y).unwrap().labels().is_empty());
     }
 }
+
+#[test]
+fn matvec_accumulate_adds_into_y() {
+    for gpu in gpus() {
+        // Scalar (k = 33), vectorized F16 (64) and F32 (36) shaders.
+        for (n, k, dtype) in [(7, 33, DType::F16), (33, 64, DType::F16), (9, 36, DType::F32), (257, 1000, DType::F16)] {
+            let case = format!("matvec_accumulate n={n} k={k} w={dtype} [{}]", path(gpu));
+            let (ws, xs) = random_case(n, k, dtype, (n * 31 + k) as u64);
+            let y0 = Rng::new(n as u64).vec(n, 4.0);
+            let w = Tensor::from_f32(gpu, &[n, k], dtype, &ws).unwrap();
+            let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+            let y = Tensor::from_f32(gpu, &[n], DType::F32, &y0).unwrap();
+            run(gpu, &shaderlm_engine::kernels::matvec::matvec_accumulate(gpu, &w, &x, &y).unwrap());
+            let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
+            reference::matvec::matvec(&ws, &xs, &mut want);
+            reference::matvec::matvec_abs(&ws, &xs, &mut scale);
+            let want: Vec<f32> = want.iter().zip(&y0).map(|(a, b)| a + b).collect();
+            let scale: Vec<f32> = scale.iter().zip(&y0).map(|(a, b)| a + b.abs()).collect();
+            assert_close_to_scale(&case, &y.to_f32(gpu).unwrap(), &want, &scale, SUM_RTOL, SUM_ATOL);
+        }
+    }
+}

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use shaderlm::llama::WeightDType;
+use shaderlm::generate::FinishReason;
 use shaderlm::{Error, GenerateOptions, LoadOptions, Model, Sampling};
 
 fn stories() -> PathBuf {
@@ -142,6 +143,95 @@ fn tiny_qwen2_and_llama3_match_the_cpu_reference() {
             }
         }
         assert!(worst < 1e-3, "{kind:?}: largest logit difference {worst}");
+    }
+}
+
+/// Generated ids and why generation ended.
+fn run(model: &mut Model, prompt: &str, options: &GenerateOptions) -> (Vec<u32>, Option<FinishReason>) {
+    let mut generation = model.generate(prompt, options).unwrap();
+    for piece in &mut generation {
+        piece.unwrap();
+    }
+    (generation.ids().to_vec(), generation.stats.finish)
+}
+
+#[test]
+fn pipelined_decode_gives_the_same_ids_as_one_step_at_a_time() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let want = ids(&reference()["prompt_1"]["greedy"]["ids"]);
+    let load = |pipeline, ctx| {
+        let options = LoadOptions { dtype: WeightDType::F32, ctx: Some(ctx), prefill_chunk: 64, pipeline, ..Default::default() };
+        Model::load(stories(), &options).unwrap()
+    };
+    let greedy = |max_tokens, stop: &[&str]| GenerateOptions {
+        max_tokens,
+        sampling: Sampling::greedy(),
+        stop: stop.iter().map(|s| s.to_string()).collect(),
+    };
+    let sampled = GenerateOptions {
+        max_tokens: 30,
+        sampling: Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.0, repeat_penalty: 1.2, seed: 3 },
+        stop: vec![],
+    };
+    let mut runs = Vec::new();
+    for pipeline in [false, true] {
+        let mut model = load(pipeline, 256);
+        let mut out = Vec::new();
+        // The reference continuation, to the token limit.
+        let (ids, finish) = run(&mut model, "Once upon a time", &greedy(64, &[]));
+        assert_eq!(ids, want, "pipeline {pipeline}: greedy ids");
+        assert_eq!(finish, Some(FinishReason::MaxTokens));
+        // Stopped by a stop string, so a step submitted ahead is dropped; then a prompt that
+        // extends the cached one, whose prefix is reused: the dropped step's keys and values
+        // (past the cached tokens) must not leak into it.
+        out.push(run(&mut model, "Once upon a time", &greedy(64, &["Lily"])));
+        assert_eq!(out[0].1, Some(FinishReason::StopString));
+        let longer = "Once upon a time, there was a little girl named Lily. She";
+        out.push(run(&mut model, longer, &greedy(24, &[])));
+        assert_eq!(out[1], run(&mut load(pipeline, 256), longer, &greedy(24, &[])), "pipeline {pipeline}: reused prefix");
+        // Sampling (the sampler appends each id to the penalty history on the GPU).
+        out.push(run(&mut model, "Once upon a time", &sampled));
+        // The context fills up before the token limit.
+        let mut small = load(pipeline, 24);
+        out.push(run(&mut small, "Once upon a time", &greedy(100, &[])));
+        assert_eq!(out[3].1, Some(FinishReason::ContextFull));
+        // One token only: nothing is submitted ahead.
+        out.push(run(&mut model, "Once upon a time", &greedy(1, &[])));
+        assert_eq!(out[4].0, want[..1]);
+        runs.push(out);
+    }
+    assert_eq!(runs[0], runs[1], "pipelined and one step at a time");
+}
+
+/// The decode step's fused kernels (norm into the projections, stacked q/k/v with Qwen2's
+/// biases, rope_kv_cache, the accumulating residual) against the CPU forward: each greedy id is
+/// the CPU's argmax wherever the CPU's best two logits are not within rounding of each other.
+#[test]
+fn tiny_qwen2_and_llama3_decode_matches_the_cpu_reference() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for kind in [tiny::Kind::Qwen2, tiny::Kind::Llama3] {
+        let dir = tiny::write(kind);
+        let cpu = cpu_llama::CpuLlama::load(&shaderlm::checkpoint::Checkpoint::open(&dir).unwrap());
+        let options = LoadOptions { dtype: WeightDType::F32, ctx: Some(64), prefill_chunk: 16, ..Default::default() };
+        let mut model = Model::load(&dir, &options).unwrap();
+        let prompt: Vec<u32> = (0..12).map(|i| (i * 37 + 11) % 500).collect();
+        let generate = GenerateOptions { max_tokens: 12, ..Default::default() };
+        let mut generation = model.generate_ids(prompt.clone(), &generate).unwrap();
+        for piece in &mut generation {
+            piece.unwrap();
+        }
+        let got = generation.ids().to_vec();
+        assert!(got.len() >= 2, "{kind:?}: generated {got:?}");
+        let all: Vec<u32> = prompt.iter().chain(&got).copied().collect();
+        let logits = cpu.logits(&all);
+        for (i, &id) in got.iter().enumerate() {
+            let row = &logits[prompt.len() - 1 + i];
+            let mut sorted: Vec<(usize, f64)> = row.iter().copied().enumerate().collect();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+            if sorted[0].1 - sorted[1].1 > 1e-3 {
+                assert_eq!(id as usize, sorted[0].0, "{kind:?}: generated id {i}");
+            }
+        }
     }
 }
 

@@ -204,7 +204,10 @@ fn smollm2_q4_1_projections_load_exactly() {
     assert_eq!(view.dtype, shaderlm::checkpoint::StoredDType::Q4_1);
     let (n, k) = (view.shape[0], view.shape[1]);
     let w = Weights::load(&gpu, &ckpt, WeightDType::Q4, |_, _| {}).unwrap();
-    let got = w.layers[0].q_proj.to_f32(&gpu).unwrap();
+    // q_proj is the first n rows of the stacked q/k/v weight (a packed row view cannot be
+    // downloaded on its own).
+    let stacked = w.stacked[0].qkv_proj.to_f32(&gpu).unwrap();
+    let got = &stacked[..n * k];
     let want = ckpt.tensor_f32(name, &[n, k]).unwrap();
     assert!(got.iter().zip(&want).all(|(a, b)| a == b), "q_proj differs from the file's values");
 }

@@ -92,8 +92,18 @@ pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
     matvec_with(gpu, w, x, y, MatvecConfig::for_weight(gpu, w))
 }
 
+/// `y[n] += sum_k w[n, k] * x[k]`: [`matvec`] adding into `y` instead of overwriting it (a
+/// residual connection folded into the projection: the shaders' ACCUMULATE epilogue).
+pub fn matvec_accumulate(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
+    matvec_epilogue(gpu, w, x, y, MatvecConfig::for_gpu(gpu), true)
+}
+
 /// [`matvec`] with an explicit workgroup shape (for tuning and benchmarks).
 pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig) -> Result<Op> {
+    matvec_epilogue(gpu, w, x, y, config, false)
+}
+
+fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig, accumulate: bool) -> Result<Op> {
     const OP: &str = "matvec";
     expect_dtype(OP, "w", w, &[DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128])?;
     expect_dtype(OP, "x", x, &[DType::F32])?;
@@ -128,6 +138,7 @@ pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
         ("WORKGROUP_SIZE", config.workgroup_size as f64),
         ("ROWS", config.rows_per_workgroup as f64),
         ("W_F16", if w.dtype() == DType::F16 { 1.0 } else { 0.0 }),
+        ("ACCUMULATE", accumulate as u8 as f64),
     ];
 
     let mut dispatches = Vec::with_capacity(chunks.len());

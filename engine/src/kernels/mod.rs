@@ -28,10 +28,14 @@ pub mod matmul;
 pub mod matvec;
 pub mod quantize;
 pub mod rms_norm;
+pub mod rms_norm_matvec;
+pub mod rms_norm_matvec_swiglu;
 pub mod rope;
+pub mod rope_kv_cache;
 pub mod sample;
 pub mod silu_mul;
 pub mod softmax;
+pub mod swiglu;
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
@@ -90,6 +94,15 @@ impl Op {
     /// An op that records nothing (a neutral start for `then`).
     pub fn empty() -> Op {
         Op { dispatches: Vec::new() }
+    }
+
+    /// Number of dispatches.
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
     }
 
     /// Labels of the dispatches, in order.

@@ -1,0 +1,90 @@
+//! RMSNorm fused into the matvec that reads the normalised vector (shaders/rms_norm_matvec*.wgsl):
+//! `y = W . rms_norm(x, g)`, for decode, where a block's norm feeds its first projection. The
+//! workgroups read all of `x` anyway, so they sum its squares on the way and scale at the end:
+//! the normalised vector and its dispatch go away. `rms_norm::rms_norm` followed by
+//! `matvec::matvec` computes the same thing (the tests' oracle).
+//!
+//! It takes the weights `matvec`'s vectorized shaders take (F32 or F16, rows on 16-byte words,
+//! within one storage binding) and an f32 norm weight; [`fits`] says whether a case qualifies,
+//! and a model runs the unfused pair for one that does not.
+
+use super::matvec::{expect_vector, MatvecConfig, MAX_ROWS};
+use super::{dims2, dispatch, expect_dtype, shader, Bind, Op, Shader};
+use crate::error::{Error, Result};
+use crate::{DType, Gpu, Tensor};
+
+const PORTABLE: Shader = shader!("rms_norm_matvec");
+const SUBGROUP: Shader = shader!("rms_norm_matvec_subgroup");
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows of `w`.
+    pub rows: u32,
+    /// Elements per row, the length of x.
+    pub k: u32,
+    /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32).
+    pub row_words: u32,
+    pub eps: f32,
+}
+const _: () = assert!(std::mem::size_of::<Params>() == 16);
+
+/// Whether the fused kernels (this one and `rms_norm_matvec_swiglu`) take weight `w`, input `x`
+/// and norm weight `g`: F32 or F16 rows on 16-byte words, 16-byte aligned, within one binding.
+pub fn fits(gpu: &Gpu, w: &Tensor, x: &Tensor, g: &Tensor) -> bool {
+    let per_word = match w.dtype() {
+        DType::F16 => 8,
+        DType::F32 => 4,
+        _ => return false,
+    };
+    let k = w.shape().get(1).copied().unwrap_or(0);
+    k > 0
+        && k % per_word == 0
+        && g.dtype() == DType::F32
+        && w.byte_size() <= gpu.info().max_binding_bytes
+        && [w, x, g].iter().all(|t| t.offset() % 16 == 0)
+}
+
+/// Checks the shared inputs of the fused norm-matvec kernels; returns `(rows of w, k)`.
+pub(crate) fn check(op: &'static str, gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor) -> Result<(usize, usize)> {
+    expect_dtype(op, "x", x, &[DType::F32])?;
+    expect_dtype(op, "g", g, &[DType::F32])?;
+    expect_dtype(op, "w", w, &[DType::F32, DType::F16])?;
+    expect_dtype(op, "out", out, &[DType::F32])?;
+    let (rows, k) = dims2(op, "w", w)?;
+    expect_vector(op, "x", x, k)?;
+    expect_vector(op, "g", g, k)?;
+    if [x, g, w].iter().any(|t| t.same_buffer(out)) {
+        return Err(Error::shape(op, "out buffer (must not alias x, g or w)", "a distinct buffer", "shared"));
+    }
+    if !fits(gpu, w, x, g) {
+        let why = "rows on 16-byte words (k % 8 == 0 for F16, k % 4 for F32), aligned, within one binding";
+        return Err(Error::shape(op, "w layout", why, format!("{w:?}")));
+    }
+    Ok((rows, k))
+}
+
+/// `y = w . rms_norm(x, g, eps)`: `y[r] = sum_k w[r, k] x[k] g[k] / sqrt(mean(x^2) + eps)`.
+/// `x`, `g`: F32 `[K]` or `[1, K]`; `w`: `[N, K]` F32 or F16 that [`fits`]; `y`: F32 `[N]` or
+/// `[1, N]`, a buffer other than the inputs'.
+pub fn rms_norm_matvec(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, y: &Tensor, eps: f32) -> Result<Op> {
+    const OP: &str = "rms_norm_matvec";
+    let (rows, k) = check(OP, gpu, x, g, w, y)?;
+    expect_vector(OP, "y", y, rows)?;
+    // Eight rows a workgroup: per weight byte it reads as many x and g bytes as `matvec` with
+    // four reads x bytes (x and g are served from cache, but the loads still cost).
+    let config = MatvecConfig { rows_per_workgroup: MAX_ROWS, ..MatvecConfig::for_gpu(gpu) };
+    let per_word = if w.dtype() == DType::F16 { 8 } else { 4 };
+    let params = Params { rows: rows as u32, k: k as u32, row_words: (k / per_word) as u32, eps };
+    let uniform = gpu.uniform(OP, &params);
+    let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
+    let constants = [
+        ("WORKGROUP_SIZE", config.workgroup_size as f64),
+        ("ROWS", config.rows_per_workgroup as f64),
+        ("W_F16", (w.dtype() == DType::F16) as u8 as f64),
+    ];
+    let groups = (rows as u32).div_ceil(config.rows_per_workgroup);
+    let binds = [Bind::Tensor(w), Bind::Tensor(x), Bind::Tensor(g), Bind::Tensor(y), Bind::Uniform(&uniform)];
+    let d = dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?;
+    Ok(Op { dispatches: vec![d] })
+}
