@@ -130,7 +130,46 @@ impl<'a> Recorder<'a> {
         if self.gpu.debug >= 1 {
             self.print();
         }
+        let encoder = self.encode(None);
+        Ok(self.gpu.queue.submit([encoder.finish()]))
+    }
+
+    /// Submits, waits, and returns the GPU seconds from the start of the first dispatch to the
+    /// end of the last: the work and the gaps between dispatches, as `submit` runs them (one
+    /// compute pass). Needs the timestamp-query feature.
+    pub fn submit_gpu_span(self) -> Result<f64> {
+        let gpu = self.gpu;
+        if !gpu.info().features.timestamp_query {
+            return Err(Error::Gpu { op: "submit_gpu_span".into(), message: "adapter has no timestamp queries".into() });
+        }
+        if !self.commands.iter().any(|c| matches!(c, Command::Dispatch(_))) {
+            return Err(Error::Gpu { op: "submit_gpu_span".into(), message: "nothing to time: no dispatch".into() });
+        }
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("span"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("span"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.encode(Some(&queries));
+        encoder.resolve_query_set(&queries, 0..2, &resolve, 0);
+        gpu.queue.submit([encoder.finish()]);
+        let raw = Tensor::from_buffer(resolve, crate::DType::U32, 4).to_words(gpu)?;
+        let ticks = (raw[2] as u64 | (raw[3] as u64) << 32).saturating_sub(raw[0] as u64 | (raw[1] as u64) << 32);
+        Ok(ticks as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9)
+    }
+
+    /// Encodes the commands: copies as they come, each run of dispatches in one compute pass.
+    /// With `span`, the first pass stamps query 0 at its start and the last query 1 at its end.
+    fn encode(&self, span: Option<&wgpu::QuerySet>) -> wgpu::CommandEncoder {
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        let first_pass = self.commands.iter().position(|c| matches!(c, Command::Dispatch(_)));
+        let last_pass = self.commands.iter().rposition(|c| matches!(c, Command::Dispatch(_)));
         let mut i = 0;
         while i < self.commands.len() {
             match &self.commands[i] {
@@ -139,15 +178,26 @@ impl<'a> Recorder<'a> {
                     i += 1;
                 }
                 Command::Dispatch(_) => {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    while let Some(Command::Dispatch(d)) = self.commands.get(i) {
-                        record(&mut pass, d);
+                    let start = i;
+                    while let Some(Command::Dispatch(_)) = self.commands.get(i) {
                         i += 1;
+                    }
+                    let timestamp_writes = span.map(|query_set| wgpu::ComputePassTimestampWrites {
+                        query_set,
+                        beginning_of_pass_write_index: (first_pass == Some(start)).then_some(0),
+                        end_of_pass_write_index: (last_pass == Some(i - 1)).then_some(1),
+                    });
+                    let mut pass =
+                        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+                    for c in &self.commands[start..i] {
+                        if let Command::Dispatch(d) = c {
+                            record(&mut pass, d);
+                        }
                     }
                 }
             }
         }
-        Ok(self.gpu.queue.submit([encoder.finish()]))
+        encoder
     }
 
     /// Submits with one timestamped pass per dispatch, waits, and returns each dispatch's GPU

@@ -4,7 +4,9 @@
 //! first sampled id on the CPU), time per output token (TPOT: the mean decode step, each step one
 //! command buffer and one 4-byte readback), prefill and decode tokens/s, the bytes a decode step
 //! reads (every weight once but the embedding table, of which one row, plus the KV cache up to the mean position), and model bandwidth
-//! utilisation MBU = bytes per step / TPOT / copy bandwidth measured on this GPU.
+//! utilisation MBU = bytes per step / TPOT / copy bandwidth measured on this GPU. Two figures say
+//! what bounds TPOT: the host's time to record and submit a step, and the GPU's time to run one
+//! (timestamps); decode steps are pipelined, so TPOT is about the larger of the two.
 
 use std::time::Instant;
 
@@ -31,8 +33,14 @@ pub struct BenchReport {
     pub ttft_ms: f64,
     pub tpot_ms: f64,
     /// Host time to record and submit one decode step (the CPU's share of TPOT; with
-    /// pipelining it overlaps the GPU's work on the step before).
+    /// pipelining it overlaps the GPU's work on the step before). A driver that blocks in
+    /// vkQueueSubmit until the previous submission is done (Mesa's lavapipe does, on the
+    /// semaphore wgpu chains submissions with) adds that wait here: `--no-pipeline` shows the
+    /// host's own time there.
     pub record_ms: f64,
+    /// GPU time of one decode step (its dispatches and the gaps between them, timestamped on a
+    /// step run alone; median of several); absent where the GPU has no timestamp queries.
+    pub gpu_step_ms: Option<f64>,
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
     pub weight_bytes: u64,
@@ -54,6 +62,7 @@ impl std::fmt::Display for BenchReport {
             ("time to first token", format!("{:.2} ms", self.ttft_ms)),
             ("time per output token", format!("{:.3} ms", self.tpot_ms)),
             ("host record + submit", format!("{:.3} ms per step", self.record_ms)),
+            ("GPU time per step", self.gpu_step_ms.map_or("n/a (no timestamps)".into(), |t| format!("{t:.3} ms"))),
             ("prefill", format!("{:.0} tokens/s", self.prefill_tok_s)),
             ("decode", format!("{:.1} tokens/s", self.decode_tok_s)),
             ("bytes read per decode step", format!("{:.1} MiB (weights {:.1}, KV {:.1})", mib(self.bytes_per_token), mib(self.weight_bytes), mib(self.kv_bytes_per_token))),
@@ -112,6 +121,13 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
     let (ttft, tpot) = measure(model)?;
     let (host, steps) = model.decode_host;
     let record_ms = host.as_secs_f64() * 1e3 / steps.max(1) as f64;
+    let gpu_step_ms = if model.gpu.info().features.timestamp_query {
+        let mut spans = (0..9).map(|_| model.time_decode_step()).collect::<Result<Vec<f64>>>()?;
+        spans.sort_by(f64::total_cmp);
+        Some(spans[spans.len() / 2] * 1e3)
+    } else {
+        None
+    };
 
     let cfg = &model.config;
     let kv_row = model.cache.k[0].byte_size() / model.cache.capacity as u64;
@@ -130,6 +146,7 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
         ttft_ms: ttft * 1e3,
         tpot_ms: tpot * 1e3,
         record_ms,
+        gpu_step_ms,
         prefill_tok_s: prompt.len() as f64 / ttft,
         decode_tok_s: 1.0 / tpot,
         weight_bytes,

@@ -2,7 +2,9 @@
 //!
 //! `Generation` is an iterator of text pieces. Each `next()` runs one decode step on the GPU
 //! (the sampled id is written on the GPU and is the next step's input; only the id comes back),
-//! decodes the new id, and returns whatever new text is complete. It stops at an end-of-sequence
+//! decodes the new id, and returns whatever new text is complete. The steps are pipelined: the
+//! step after the one being read is already submitted (its input is on the GPU), so the GPU
+//! never waits for the host; a step submitted ahead of a stop is dropped (`Model::decode_step`). It stops at an end-of-sequence
 //! id, at a stop string (the text before it is returned, the stop string is not), at the token
 //! limit, or when the context is full.
 

@@ -6,8 +6,9 @@
 
 use shaderlm_engine::kernels::{
     add, attention_decode, attention_prefill, embedding, matmul, matvec, quantize, rms_norm, rms_norm_matvec,
-    rms_norm_matvec_swiglu, rope, rope_kv_cache, swiglu,
+    rms_norm_matvec_rope_kv_cache, rms_norm_matvec_swiglu, rope, rope_kv_cache, swiglu,
 };
+use rms_norm_matvec_rope_kv_cache::Heads;
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
 
 use crate::checkpoint::{Checkpoint, Config};
@@ -138,6 +139,36 @@ fn norm_linear(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, y: &Tensor, xb: &T
         return Ok(rms_norm_matvec::rms_norm_matvec(gpu, x, g, w, y, eps)?);
     }
     Ok(rms_norm::rms_norm(gpu, x, g, xb, eps)?.then(linear(gpu, xb, w, y)?))
+}
+
+/// The attention block's input: RMSNorm of `x`, the stacked q/k/v projection (+ bias), RoPE on q
+/// and k into `q`, and the keys and values stored at positions `pos..` of the caches. For one row
+/// without biases, one fused op where the weights allow it; else the norm and projection into
+/// `qkv`, the bias, then `rope_kv_cache`. `scratch` is `(qkv, xb)`.
+#[allow(clippy::too_many_arguments)]
+fn norm_qkv_rope(
+    gpu: &Gpu,
+    x: &Tensor,
+    g: &Tensor,
+    st: &StackedWeights,
+    inv_freq: &Tensor,
+    pos: &Tensor,
+    (q, k_cache, v_cache): (&Tensor, &Tensor, &Tensor),
+    (qkv, xb): (&Tensor, &Tensor),
+    heads: Heads,
+    eps: f32,
+) -> Result<Op> {
+    let w = &st.qkv_proj;
+    if x.shape()[0] == 1 && st.qkv_bias.is_none() && rms_norm_matvec_rope_kv_cache::fits(gpu, w, x, g, inv_freq, heads) {
+        let op = rms_norm_matvec_rope_kv_cache::rms_norm_matvec_rope_kv_cache;
+        return Ok(op(gpu, x, g, w, inv_freq, pos, q, k_cache, v_cache, heads, eps)?);
+    }
+    let mut op = norm_linear(gpu, x, g, w, qkv, xb, eps)?;
+    if let Some(bias) = &st.qkv_bias {
+        op = op.then(add::add_bias(gpu, qkv, bias)?);
+    }
+    let Heads { n_heads, n_kv_heads, head_dim } = heads;
+    Ok(op.then(rope_kv_cache::rope_kv_cache(gpu, qkv, inv_freq, pos, q, k_cache, v_cache, n_heads, n_kv_heads, head_dim)?))
 }
 
 /// `silu(gate) * up` of `rms_norm(x, g)` through the stacked `[gate; up]` weight `w`, into `out`:
@@ -436,10 +467,11 @@ pub enum StepInput {
 /// writes `logits_all` (T, vocab) (perplexity needs every position).
 ///
 /// Each dispatch costs a few microseconds however little it does, so for one row (decode) the
-/// steps are fused: every RMSNorm into the projection after it, q, k and v into one projection
-/// over stacked weights, RoPE and the cache writes into one op, gate and up into one projection
-/// that also gates, and each residual add into the projection before it. A decode step is seven
-/// dispatches per layer. Prefill (many rows) runs the same steps unfused, around matmuls.
+/// steps are fused: q, k and v come from one projection over stacked weights that also applies
+/// the norm before it and RoPE and the cache writes after it; gate and up from one that also
+/// applies the norm and the gate; each residual add is done by the projection before it. A decode
+/// step is six dispatches per layer (attention is two). Prefill (many rows) runs the same steps
+/// unfused, around matmuls.
 pub fn forward(
     gpu: &Gpu,
     cfg: &Config,
@@ -457,6 +489,7 @@ pub fn forward(
         return Err(Error::Input(format!("a step takes 1..={} tokens, got {t}", act.rows)));
     }
     let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+    let heads = Heads { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
     let eps = cfg.rms_norm_eps;
     let scale = 1.0 / (hd as f32).sqrt();
     let rows = |x: &Tensor| x.rows(0, t);
@@ -473,16 +506,12 @@ pub fn forward(
     body.push(embedding::embedding(gpu, &w.embed_tokens, &ids, &x)?.labelled("embed"));
     for (l, (lw, st)) in w.layers.iter().zip(&w.stacked).enumerate() {
         let name = |s: &str| format!("L{l}.{s}");
-        // attention block: norm and the q, k, v projection (+ bias), RoPE on q and k with this
-        // step's keys and values stored at positions pos.. in the cache
-        let qkv_proj = norm_linear(gpu, &x, &lw.input_layernorm, &st.qkv_proj, &qkv, &xb, eps)?;
-        body.push(qkv_proj.labelled(&name("attn_norm+qkv_proj")));
-        if let Some(bias) = &st.qkv_bias {
-            body.push(add::add_bias(gpu, &qkv, bias)?.labelled(&name("qkv_bias")));
-        }
+        // attention block: norm, the q/k/v projection (+ bias), RoPE on q and k, and this step's
+        // keys and values stored at positions pos.. in the cache
         let (k_cache, v_cache) = (&cache.k[l], &cache.v[l]);
-        let rope = rope_kv_cache::rope_kv_cache(gpu, &qkv, &w.inv_freq, &act.pos, &q, k_cache, v_cache, nh, nkv, hd)?;
-        body.push(rope.labelled(&name("rope_kv_cache")));
+        let (outputs, scratch) = ((&q, k_cache, v_cache), (&qkv, &xb));
+        let input = norm_qkv_rope(gpu, &x, &lw.input_layernorm, st, &w.inv_freq, &act.pos, outputs, scratch, heads, eps)?;
+        body.push(input.labelled(&name("attn_norm+qkv_proj+rope+kv_cache")));
         // causal grouped-query attention over the cache
         let attend = if t == 1 {
             attention_decode::attention_decode(gpu, &q, k_cache, v_cache, &att, &act.pos, nh, nkv, hd, scale)?

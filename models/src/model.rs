@@ -332,6 +332,19 @@ impl Model {
         Ok(())
     }
 
+    /// GPU seconds of one decode step run on its own at the next free position (timestamps
+    /// around its dispatches: the work and the gaps between them, not the host's part). Its
+    /// keys and values land past `cache.tokens`, like a step submitted ahead and dropped.
+    pub(crate) fn time_decode_step(&mut self) -> Result<f64> {
+        self.readbacks.clear(&self.gpu)?;
+        let pos = self.cache.tokens.len().min(self.context() - 1);
+        let mut rec = Recorder::with_capacity(&self.gpu, self.decode.command_count() + 4);
+        rec.copy(&self.positions.rows(pos, 1)?, &self.act.pos)?;
+        self.decode.record(&mut rec, &self.act)?;
+        rec.run(if self.sampling.is_greedy() { &self.greedy } else { self.sampler.op() });
+        Ok(rec.submit_gpu_span()?)
+    }
+
     /// Waits for the oldest step in flight and returns the id it sampled.
     fn take_id(&mut self) -> Result<u32> {
         let words = self.readbacks.pop(&self.gpu)?;

@@ -19,6 +19,7 @@ mod matvec;
 mod quant;
 mod rms_norm;
 mod rms_norm_matvec;
+mod rms_norm_matvec_rope_kv_cache;
 mod rms_norm_matvec_swiglu;
 mod rope;
 mod rope_kv_cache;

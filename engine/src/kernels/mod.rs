@@ -29,6 +29,7 @@ pub mod matvec;
 pub mod quantize;
 pub mod rms_norm;
 pub mod rms_norm_matvec;
+pub mod rms_norm_matvec_rope_kv_cache;
 pub mod rms_norm_matvec_swiglu;
 pub mod rope;
 pub mod rope_kv_cache;
