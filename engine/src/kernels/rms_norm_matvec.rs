@@ -73,18 +73,35 @@ pub fn rms_norm_matvec(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, y: &Tensor
     expect_vector(OP, "y", y, rows)?;
     // Eight rows a workgroup: per weight byte it reads as many x and g bytes as `matvec` with
     // four reads x bytes (x and g are served from cache, but the loads still cost).
-    let config = MatvecConfig { rows_per_workgroup: MAX_ROWS, ..MatvecConfig::for_gpu(gpu) };
+    let shaders = [&PORTABLE, &SUBGROUP];
+    let d = fused_dispatch(gpu, OP, shaders, [w, x, g, y], rows, MAX_ROWS, k, eps)?;
+    Ok(Op { dispatches: vec![d] })
+}
+
+/// The dispatch every fused norm-matvec kernel makes: `outputs` results, `rows_per_workgroup`
+/// of them a workgroup, bindings `w, x, g, out, params`; `shaders` = [portable, subgroup].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fused_dispatch(
+    gpu: &Gpu,
+    op: &'static str,
+    shaders: [&Shader; 2],
+    [w, x, g, out]: [&Tensor; 4],
+    outputs: usize,
+    rows_per_workgroup: u32,
+    k: usize,
+    eps: f32,
+) -> Result<super::Dispatch> {
+    let config = MatvecConfig { rows_per_workgroup, ..MatvecConfig::for_gpu(gpu) };
     let per_word = if w.dtype() == DType::F16 { 8 } else { 4 };
-    let params = Params { rows: rows as u32, k: k as u32, row_words: (k / per_word) as u32, eps };
-    let uniform = gpu.uniform(OP, &params);
-    let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
+    let params = Params { rows: outputs as u32, k: k as u32, row_words: (k / per_word) as u32, eps };
+    let uniform = gpu.uniform(op, &params);
+    let shader = shaders[gpu.info().features.subgroups as usize];
     let constants = [
         ("WORKGROUP_SIZE", config.workgroup_size as f64),
         ("ROWS", config.rows_per_workgroup as f64),
         ("W_F16", (w.dtype() == DType::F16) as u8 as f64),
     ];
-    let groups = (rows as u32).div_ceil(config.rows_per_workgroup);
-    let binds = [Bind::Tensor(w), Bind::Tensor(x), Bind::Tensor(g), Bind::Tensor(y), Bind::Uniform(&uniform)];
-    let d = dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?;
-    Ok(Op { dispatches: vec![d] })
+    let groups = (outputs as u32).div_ceil(config.rows_per_workgroup);
+    let binds = [Bind::Tensor(w), Bind::Tensor(x), Bind::Tensor(g), Bind::Tensor(out), Bind::Uniform(&uniform)];
+    dispatch(gpu, op, shader, &constants, &binds, [groups, 1, 1])
 }

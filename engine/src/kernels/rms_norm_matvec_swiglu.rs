@@ -5,11 +5,11 @@
 //! `swiglu::swiglu`, which stay as its oracle. Decode only (prefill runs the matmul).
 //! Takes what `rms_norm_matvec` takes ([`super::rms_norm_matvec::fits`]).
 
-use super::matvec::{expect_vector, MatvecConfig, MAX_ROWS};
-use super::rms_norm_matvec::{check, Params};
-use super::{dispatch, shader, Bind, Op, Shader};
+use super::matvec::{expect_vector, MAX_ROWS};
+use super::rms_norm_matvec::{check, fused_dispatch};
+use super::{shader, Op, Shader};
 use crate::error::{Error, Result};
-use crate::{DType, Gpu, Tensor};
+use crate::{Gpu, Tensor};
 
 const PORTABLE: Shader = shader!("rms_norm_matvec_swiglu");
 const SUBGROUP: Shader = shader!("rms_norm_matvec_swiglu_subgroup");
@@ -26,19 +26,7 @@ pub fn rms_norm_matvec_swiglu(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out
     let n = rows / 2;
     expect_vector(OP, "out", out, n)?;
     // ROWS outputs read 2 * ROWS weight rows, one accumulator each.
-    let config = MatvecConfig { rows_per_workgroup: MAX_ROWS / 2, ..MatvecConfig::for_gpu(gpu) };
-    let per_word = if w.dtype() == DType::F16 { 8 } else { 4 };
-    // `rows` here is the number of outputs, n.
-    let params = Params { rows: n as u32, k: k as u32, row_words: (k / per_word) as u32, eps };
-    let uniform = gpu.uniform(OP, &params);
-    let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
-    let constants = [
-        ("WORKGROUP_SIZE", config.workgroup_size as f64),
-        ("ROWS", config.rows_per_workgroup as f64),
-        ("W_F16", (w.dtype() == DType::F16) as u8 as f64),
-    ];
-    let groups = (n as u32).div_ceil(config.rows_per_workgroup);
-    let binds = [Bind::Tensor(w), Bind::Tensor(x), Bind::Tensor(g), Bind::Tensor(out), Bind::Uniform(&uniform)];
-    let d = dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?;
+    let shaders = [&PORTABLE, &SUBGROUP];
+    let d = fused_dispatch(gpu, OP, shaders, [w, x, g, out], n, MAX_ROWS / 2, k, eps)?;
     Ok(Op { dispatches: vec![d] })
 }
