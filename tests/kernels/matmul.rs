@@ -6,11 +6,16 @@
 
 use crate::common::*;
 use crate::matvec::{assert_close_to_scale, SUM_ATOL, SUM_RTOL};
-use shaderlm_engine::kernels::matmul::matmul;
+use shaderlm_engine::kernels::matmul::{matmul, matmul_with, MatmulConfig};
 use shaderlm_engine::{reference, DType, Error, Gpu, Tensor};
 
 fn check(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType) {
-    let case = format!("matmul m={m} n={n} k={k} w={dtype} [{}]", path(gpu));
+    check_with(gpu, m, n, k, dtype, None)
+}
+
+/// `config`: None for what `matmul` picks on this adapter, else that workgroup shape.
+fn check_with(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType, config: Option<MatmulConfig>) {
+    let case = format!("matmul m={m} n={n} k={k} w={dtype} {config:?} [{}]", path(gpu));
     let mut rng = Rng::new((m * 7919 + n * 131 + k) as u64);
     let xs = rng.vec(m * k, 1.0);
     let mut ws = rng.vec(n * k, 1.0);
@@ -20,7 +25,11 @@ fn check(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType) {
     let x = Tensor::from_f32(gpu, &[m, k], DType::F32, &xs).unwrap();
     let w = Tensor::from_f32(gpu, &[n, k], dtype, &ws).unwrap();
     let y = Tensor::empty(gpu, &[m, n], DType::F32).unwrap();
-    let got = run_poisoned(gpu, &matmul(gpu, &x, &w, &y).unwrap(), &y);
+    let op = match config {
+        Some(c) => matmul_with(gpu, &x, &w, &y, c).unwrap(),
+        None => matmul(gpu, &x, &w, &y).unwrap(),
+    };
+    let got = run_poisoned(gpu, &op, &y);
     let (mut want, mut scale) = (vec![0.0; m * n], vec![0.0; m * n]);
     reference::matmul::matmul(&xs, &ws, &mut want, (m, n, k));
     reference::matmul::matmul_abs(&xs, &ws, &mut scale, (m, n, k));
@@ -70,4 +79,26 @@ fn matmul_rejects_mismatches() {
     assert!(dtype(matmul(gpu, &t(&[3, 8], DType::F16), &w, &y)), "f16 x");
     assert!(dtype(matmul(gpu, &x, &t(&[5, 8], DType::U32), &y)), "u32 w");
     assert!(dtype(matmul(gpu, &x, &w, &t(&[3, 5], DType::F16))), "f16 y");
+}
+
+/// Both workgroup shapes `matmul` picks (16 x 16 on a GPU, 8 x 8 on a CPU adapter), whatever
+/// the adapter, plus an odd one.
+#[test]
+fn matmul_workgroup_shapes_match_reference() {
+    let gpu = &gpus()[0];
+    for (threads_m, threads_n) in [(16, 16), (8, 8), (4, 8)] {
+        let config = Some(MatmulConfig { threads_m, threads_n });
+        for dtype in [DType::F32, DType::F16] {
+            for (m, n, k) in [(1, 7, 33), (33, 257, 100), (65, 100, 257)] {
+                check_with(gpu, m, n, k, dtype, config);
+            }
+        }
+    }
+    let (x, w, y) = (
+        Tensor::empty(gpu, &[2, 4], DType::F32).unwrap(),
+        Tensor::empty(gpu, &[3, 4], DType::F32).unwrap(),
+        Tensor::empty(gpu, &[2, 3], DType::F32).unwrap(),
+    );
+    let bad = MatmulConfig { threads_m: 0, threads_n: 8 };
+    assert!(matches!(matmul_with(gpu, &x, &w, &y, bad), Err(Error::Shape { .. })));
 }

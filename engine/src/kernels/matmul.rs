@@ -22,6 +22,32 @@ const THREADS_N: u32 = 16;
 const TILE_K: u32 = 16;
 const PER_THREAD: u32 = 4;
 
+/// Threads per workgroup along m and n; each thread owns 4 x 4 outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulConfig {
+    pub threads_m: u32,
+    pub threads_n: u32,
+}
+
+impl Default for MatmulConfig {
+    fn default() -> Self {
+        MatmulConfig { threads_m: THREADS_M, threads_n: THREADS_N }
+    }
+}
+
+impl MatmulConfig {
+    /// The default, except 8 x 8 for f32/f16 weights on a CPU adapter (lavapipe runs a
+    /// workgroup as a loop; SmolLM2's 32-token prefill took 3.6 s there against 6.5 s at 16 x 16,
+    /// BENCHMARKS.md). Packed weights keep the default.
+    pub fn for_weight(gpu: &Gpu, w: &Tensor) -> MatmulConfig {
+        if gpu.info().device_type == "Cpu" && !w.dtype().is_packed() {
+            MatmulConfig { threads_m: 8, threads_n: 8 }
+        } else {
+            MatmulConfig::default()
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
@@ -43,7 +69,15 @@ const _: () = assert!(std::mem::size_of::<Params>() == 32);
 /// Q4G128; `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes, `M == 1` included
 /// (packed weights have `K` a multiple of their group).
 pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
+    matmul_with(gpu, x, w, y, MatmulConfig::for_weight(gpu, w))
+}
+
+/// [`matmul`] with an explicit workgroup shape (for tuning and tests).
+pub fn matmul_with(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, config: MatmulConfig) -> Result<Op> {
     const OP: &str = "matmul";
+    if !(1..=32).contains(&config.threads_m) || !(1..=32).contains(&config.threads_n) {
+        return Err(Error::shape(OP, "threads per workgroup (1..=32 each way)", "1..=32", config));
+    }
     expect_dtype(OP, "x", x, &[DType::F32])?;
     expect_dtype(OP, "w", w, &[DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128])?;
     expect_dtype(OP, "y", y, &[DType::F32])?;
@@ -57,7 +91,8 @@ pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
         return Err(Error::shape(OP, "y buffer (must not alias x or w)", "a distinct buffer", "shared"));
     }
 
-    let mut constants = vec![("THREADS_M", THREADS_M as f64), ("THREADS_N", THREADS_N as f64), ("TILE_K", TILE_K as f64)];
+    let (threads_m, threads_n) = (config.threads_m, config.threads_n);
+    let mut constants = vec![("THREADS_M", threads_m as f64), ("THREADS_N", threads_n as f64), ("TILE_K", TILE_K as f64)];
     let shader = match w.dtype() {
         DType::Q8 => &Q8,
         DType::Q4 | DType::Q4G128 => {
@@ -70,11 +105,11 @@ pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
         }
     };
     let max_groups = gpu.info().max_workgroups_per_dimension;
-    let groups_m = (m as u32).div_ceil(PER_THREAD * THREADS_M);
+    let groups_m = (m as u32).div_ceil(PER_THREAD * threads_m);
     let mut dispatches = Vec::new();
     for (first_row, chunk) in w.row_chunks(gpu)? {
         let rows = chunk.shape()[0];
-        let groups_n = (rows as u32).div_ceil(PER_THREAD * THREADS_N);
+        let groups_n = (rows as u32).div_ceil(PER_THREAD * threads_n);
         // The shader reads its tile from workgroup_id.x/.y directly: the grid must not be folded.
         if groups_n > max_groups || groups_m > max_groups {
             let what = format!("{OP}: workgroup grid [{groups_n}, {groups_m}]");
