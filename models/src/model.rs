@@ -272,9 +272,7 @@ impl Model {
         while start < ids.len() {
             let chunk = &ids[start..ids.len().min(start + self.act.rows)];
             let last = start + chunk.len() == ids.len();
-            self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
-            self.act.pos.write_u32(&self.gpu, &[start as u32])?;
-            let ops = forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, StepInput::Tokens(chunk.len()), None)?;
+            let ops = self.chunk_ops(chunk, start, None)?;
             let mut rec = Recorder::new(&self.gpu);
             ops.record(&mut rec, &self.act)?;
             if last {
@@ -389,6 +387,19 @@ impl Model {
         Ok(out)
     }
 
+    /// Writes a prompt chunk's ids and first position to the GPU and builds its forward step
+    /// (the logits of every row into `logits_all`, or of the last row only). Ids past the
+    /// vocabulary are refused here, for every path that runs a prompt.
+    fn chunk_ops(&self, chunk: &[u32], start: usize, logits_all: Option<&Tensor>) -> Result<StepOps> {
+        if let Some(&bad) = chunk.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(Error::Input(format!("token id {bad} is outside the vocabulary ({})", self.config.vocab_size)));
+        }
+        self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
+        self.act.pos.write_u32(&self.gpu, &[start as u32])?;
+        let input = StepInput::Tokens(chunk.len());
+        forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, input, logits_all)
+    }
+
     /// Runs `ids` from position 0 in prefill chunks, handing each chunk's logits
     /// (chunk, vocab) and its first position to `visit`.
     fn for_each_logits_chunk(
@@ -399,19 +410,13 @@ impl Model {
         if ids.is_empty() || ids.len() > self.context() {
             return Err(Error::Input(format!("logits: {} tokens for a context of {}", ids.len(), self.context())));
         }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-            return Err(Error::Input(format!("token id {bad} is outside the vocabulary ({})", self.config.vocab_size)));
-        }
         self.readbacks.clear(&self.gpu)?;
         self.cache.tokens.clear();
         let vocab = self.config.vocab_size;
         for (i, chunk) in ids.chunks(self.act.rows).enumerate() {
             let start = i * self.act.rows;
-            self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
-            self.act.pos.write_u32(&self.gpu, &[start as u32])?;
             let logits = Tensor::empty(&self.gpu, &[chunk.len(), vocab], DType::F32)?;
-            let input = StepInput::Tokens(chunk.len());
-            let ops = forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, input, Some(&logits))?;
+            let ops = self.chunk_ops(chunk, start, Some(&logits))?;
             let mut rec = Recorder::new(&self.gpu);
             ops.record(&mut rec, &self.act)?;
             rec.submit()?;

@@ -242,6 +242,11 @@ fn a_prompt_longer_than_the_context_is_an_error() {
     let err = model.generate("Once upon a time there was a girl named Lily", &GenerateOptions::default()).err().unwrap();
     assert!(matches!(err, Error::Input(_)), "{err}");
     assert!(err.to_string().contains("context"), "{err}");
+    // Token ids past the vocabulary (512), given directly, on both paths that run a prompt.
+    let err = model.generate_ids(vec![1, 600], &GenerateOptions::default()).err().unwrap();
+    assert!(matches!(err, Error::Input(_)) && err.to_string().contains("600"), "{err}");
+    let err = model.logits(&[1, 512]).err().unwrap();
+    assert!(matches!(err, Error::Input(_)) && err.to_string().contains("512"), "{err}");
     let err = Model::load(stories(), &LoadOptions { ctx: Some(100_000), ..Default::default() }).err().unwrap();
     assert!(err.to_string().contains("max_position_embeddings"), "{err}");
 }
