@@ -101,7 +101,7 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
             model.context()
         )));
     }
-    model.set_sampling(&Sampling::greedy())?;
+    model.set_sampling(&Sampling::GREEDY)?;
 
     let measure = |model: &mut Model| -> Result<(f64, f64)> {
         model.cache.tokens.clear();

@@ -14,36 +14,9 @@ use crate::model::Model;
 use crate::tokenizer::TokenStream;
 use crate::Result;
 
-/// How to pick each next token. `temperature <= 0` is greedy.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sampling {
-    pub temperature: f32,
-    /// Keep the k most likely tokens (0: off).
-    pub top_k: u32,
-    /// Keep the smallest set whose probability reaches p (1.0: off).
-    pub top_p: f32,
-    /// Keep tokens at least min_p times as likely as the best (0: off).
-    pub min_p: f32,
-    /// Divide positive (multiply negative) logits of already-seen tokens by this (1.0: off).
-    pub repeat_penalty: f32,
-    pub seed: u64,
-}
-
-impl Sampling {
-    pub fn greedy() -> Sampling {
-        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 0 }
-    }
-
-    pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0 && self.repeat_penalty == 1.0
-    }
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Sampling::greedy()
-    }
-}
+/// How to pick each next token: the engine's sampler parameters (temperature <= 0 is greedy;
+/// top-k, top-p, min-p, repetition penalty, seed). `Sampling::GREEDY` is the default.
+pub use shaderlm_engine::kernels::sample::SampleParams as Sampling;
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
@@ -56,7 +29,7 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 256, sampling: Sampling::greedy(), stop: Vec::new() }
+        GenerateOptions { max_tokens: 256, sampling: Sampling::GREEDY, stop: Vec::new() }
     }
 }
 

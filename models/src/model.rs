@@ -149,7 +149,7 @@ impl Model {
         let history = Tensor::empty(&gpu, &[ctx], DType::U32)?;
         let history_len = Tensor::from_u32(&gpu, &[1], &[0])?;
         let positions = Tensor::from_u32(&gpu, &[ctx + 1], &(0..=ctx as u32).collect::<Vec<_>>())?;
-        let sampling = Sampling::greedy();
+        let sampling = Sampling::GREEDY;
         let sampler = sample::Sampler::new(
             &gpu,
             &act.logits,
@@ -157,7 +157,7 @@ impl Model {
             &act.pos,
             &history,
             &history_len,
-            sample_params(&sampling),
+            sampling,
         )?;
         // Two slots: the step being read and the one submitted ahead of it.
         let readbacks = ReadbackRing::new(&gpu, 1, 2);
@@ -254,7 +254,7 @@ impl Model {
 
     pub(crate) fn set_sampling(&mut self, sampling: &Sampling) -> Result<()> {
         self.sampling = *sampling;
-        self.sampler.set_params(&self.gpu, sample_params(sampling))?;
+        self.sampler.set_params(&self.gpu, *sampling)?;
         Ok(())
     }
 
@@ -318,9 +318,7 @@ impl Model {
     fn submit_decode(&mut self) -> Result<()> {
         let started = Instant::now();
         let pos = self.next_pos;
-        let mut rec = Recorder::with_capacity(&self.gpu, self.decode.command_count() + 4);
-        rec.copy(&self.positions.rows(pos, 1)?, &self.act.pos)?;
-        self.decode.record(&mut rec, &self.act)?;
+        let mut rec = self.record_decode(pos)?;
         self.record_sample(&mut rec)?;
         let submission = rec.submit()?;
         self.readbacks.push(submission)?;
@@ -336,10 +334,8 @@ impl Model {
     pub(crate) fn time_decode_step(&mut self) -> Result<f64> {
         self.readbacks.clear(&self.gpu)?;
         let pos = self.cache.tokens.len().min(self.context() - 1);
-        let mut rec = Recorder::with_capacity(&self.gpu, self.decode.command_count() + 4);
-        rec.copy(&self.positions.rows(pos, 1)?, &self.act.pos)?;
-        self.decode.record(&mut rec, &self.act)?;
-        rec.run(if self.sampling.is_greedy() { &self.greedy } else { self.sampler.op() });
+        let mut rec = self.record_decode(pos)?;
+        rec.run(self.sample_op());
         Ok(rec.submit_gpu_span()?)
     }
 
@@ -349,8 +345,23 @@ impl Model {
         words.and_then(|w| w.first().copied()).ok_or_else(|| Error::Input("no step in flight to read".into()))
     }
 
+    /// A recorder holding the decode step at position `pos` (its position copied in on the GPU).
+    fn record_decode(&self, pos: usize) -> Result<Recorder<'_>> {
+        let mut rec = Recorder::with_capacity(&self.gpu, self.decode.command_count() + 4);
+        rec.copy(&self.positions.rows(pos, 1)?, &self.act.pos)?;
+        self.decode.record(&mut rec, &self.act)?;
+        Ok(rec)
+    }
+
+    /// The op that picks the next id: the plain argmax when no temperature or penalty is asked
+    /// for (cheaper than the sampler, which gives the same id then), else the sampler.
+    fn sample_op(&self) -> &shaderlm_engine::Op {
+        let argmax = self.sampling.is_greedy() && self.sampling.repeat_penalty == 1.0;
+        if argmax { &self.greedy } else { self.sampler.op() }
+    }
+
     fn record_sample<'a>(&'a self, rec: &mut Recorder<'a>) -> Result<()> {
-        rec.run(if self.sampling.is_greedy() { &self.greedy } else { self.sampler.op() });
+        rec.run(self.sample_op());
         rec.readback(&self.act.next, self.readbacks.slot()?)?;
         Ok(())
     }
@@ -424,17 +435,6 @@ impl Model {
             self.cache.tokens.extend_from_slice(chunk);
         }
         Ok(())
-    }
-}
-
-fn sample_params(s: &Sampling) -> sample::SampleParams {
-    sample::SampleParams {
-        temperature: s.temperature,
-        top_k: s.top_k,
-        top_p: s.top_p,
-        min_p: s.min_p,
-        repeat_penalty: s.repeat_penalty,
-        seed: s.seed,
     }
 }
 

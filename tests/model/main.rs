@@ -52,7 +52,7 @@ fn stories260k_greedy_text_matches_reference() {
     let r = reference();
     for dtype in [WeightDType::F32, WeightDType::F16] {
         let mut model = load(&stories(), dtype);
-        let options = GenerateOptions { max_tokens: 64, sampling: Sampling::greedy(), stop: vec![] };
+        let options = GenerateOptions { max_tokens: 64, sampling: Sampling::GREEDY, stop: vec![] };
         let mut generation = model.generate("Once upon a time", &options).unwrap();
         let text: String = (&mut generation).map(|p| p.unwrap()).collect();
         let want_ids = ids(&r["prompt_1"]["greedy"]["ids"]);
@@ -165,7 +165,7 @@ fn pipelined_decode_gives_the_same_ids_as_one_step_at_a_time() {
     };
     let greedy = |max_tokens, stop: &[&str]| GenerateOptions {
         max_tokens,
-        sampling: Sampling::greedy(),
+        sampling: Sampling::GREEDY,
         stop: stop.iter().map(|s| s.to_string()).collect(),
     };
     let sampled = GenerateOptions {

@@ -19,7 +19,7 @@ fn prompt_logits(dtype: WeightDType) -> Vec<f32> {
 
 fn greedy_ids(dtype: WeightDType, n: usize) -> Vec<u32> {
     let mut model = load(&stories(), dtype);
-    let options = GenerateOptions { max_tokens: n, sampling: Sampling::greedy(), stop: vec![] };
+    let options = GenerateOptions { max_tokens: n, sampling: Sampling::GREEDY, stop: vec![] };
     let mut generation = model.generate("Once upon a time", &options).unwrap();
     for piece in &mut generation {
         piece.unwrap();
