@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod compress;
 pub mod error;
 pub mod eval;
 pub mod generate;
