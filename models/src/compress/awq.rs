@@ -48,3 +48,17 @@ pub fn divide_rows(v: &mut [f32], row_len: usize, s: &[f32]) {
         }
     }
 }
+
+/// Searches the scales of every layer of `ckpt` for quantizing its linear layers to `dtype` (a
+/// 4-bit engine dtype), against the calibration statistics `stats` (from the dense model), on
+/// `gpu`. Returns one `LayerScales` and one `LayerReport` per layer of the checkpoint.
+pub fn search(
+    gpu: &shaderlm_engine::Gpu,
+    ckpt: &crate::checkpoint::Checkpoint,
+    stats: &super::calib::CalibStats,
+    dtype: shaderlm_engine::DType,
+    progress: bool,
+) -> crate::Result<(Vec<LayerScales>, Vec<LayerReport>)> {
+    let _ = (gpu, ckpt, stats, dtype, progress);
+    Err(crate::Error::Input("AWQ search is not written yet".into()))
+}

@@ -88,3 +88,10 @@ pub fn calibrate(model: &mut Model, ids: &[u32], opts: &CalibOptions) -> Result<
     let _ = (model, ids, opts);
     Err(crate::Error::Input("calibration is not written yet".into()))
 }
+
+/// Tokenizes the calibration text file at `path` with the model's tokenizer and returns at most
+/// `max_tokens` ids (errors naming the file when it cannot be read or the model has no tokenizer).
+pub fn calibration_ids(model: &Model, path: &std::path::Path, max_tokens: usize) -> Result<Vec<u32>> {
+    let _ = (model, path, max_tokens);
+    Err(crate::Error::Input("calibration_ids is not written yet".into()))
+}
