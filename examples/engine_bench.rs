@@ -4,6 +4,8 @@
 //! cargo run --release --example engine_bench              # full shapes (a real GPU)
 //! cargo run --release --example engine_bench -- --quick   # small shapes (lavapipe: seconds)
 //! cargo run --release --example engine_bench -- --sweep   # also try matvec workgroup shapes
+//! cargo run --release --example engine_bench -- --coop    # only: tensor-core vs tiled matmul
+//! cargo run --release --example engine_bench -- --coop --sweep   # ... and coop tile shapes
 //! ```
 //!
 //! It prints, for the adapter it opens (`SHADERLM_ADAPTER` picks one):
@@ -15,6 +17,10 @@
 //! 4. each matvec's fraction of the copy's read-only bandwidth: both read every byte once,
 //!    so this compares like with like (the fraction of the read + write figure is half of it).
 //!
+//! With `--coop` it prints only the F16 matmul's TFLOP/s on the tensor cores (`matmul_coop`)
+//! against the tiled SIMT kernel at 512x4096x4096, 512x11008x4096, 512x4096x11008 and 4096^3
+//! (M x N x K), and with `--sweep` also each tile shape of a short list on the tensor cores.
+//!
 //! Timing: GPU timestamps where the adapter has them (each dispatch in its own timed pass; the
 //! median over many runs), else wall clock. The wall-clock time per run over several
 //! submissions of many runs each is printed beside it: the gap is launch and submission
@@ -24,7 +30,7 @@
 
 use std::time::Instant;
 
-use shaderlm_engine::kernels::matmul::matmul;
+use shaderlm_engine::kernels::matmul::{coop_available, matmul, matmul_coop_with, matmul_with, CoopConfig, MatmulConfig};
 use shaderlm_engine::kernels::matvec::{matvec_with, MatvecConfig};
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Result, Tensor};
 
@@ -59,12 +65,16 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let sweep = args.iter().any(|a| a == "--sweep");
-    if let Some(a) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--sweep")) {
-        eprintln!("unknown argument {a:?}; usage: engine_bench [--quick] [--sweep]");
+    let coop = args.iter().any(|a| a == "--coop");
+    if let Some(a) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--sweep" | "--coop")) {
+        eprintln!("unknown argument {a:?}; usage: engine_bench [--quick] [--sweep] [--coop]");
         std::process::exit(2);
     }
     let shapes = if quick { &QUICK } else { &FULL };
     let gpu = Gpu::new()?;
+    if coop {
+        return coop_bench(&gpu, quick, sweep);
+    }
     let timestamps = gpu.info().features.timestamp_query;
     println!("engine_bench{} on {}", if quick { " --quick" } else { "" }, gpu.info());
     println!(
@@ -174,6 +184,62 @@ fn main() -> Result<()> {
     println!("f16 matvec bandwidth as a fraction of copy bandwidth (read only = read + write / 2):");
     for (n, k, f) in f16_fractions {
         println!("  {n} x {k}: {:.1}% of read only, {:.1}% of read + write", 100.0 * f, 50.0 * f);
+    }
+    Ok(())
+}
+
+/// Tensor cores against the tiled SIMT kernel, F16 weights: TFLOP/s = 2 M N K / time.
+fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
+    println!("engine_bench --coop on {}", gpu.info());
+    if !coop_available(gpu) {
+        println!("skipped: no cooperative matrices with 16x16x16 f16 -> f32 (and one subgroup size) here");
+        return Ok(());
+    }
+    let shapes: &[(usize, usize, usize)] = if quick {
+        &[(64, 256, 256), (64, 512, 256)]
+    } else {
+        &[(512, 4096, 4096), (512, 11008, 4096), (512, 4096, 11008), (4096, 4096, 4096)]
+    };
+    let configs = [
+        CoopConfig::default(),
+        CoopConfig { tile_m: 64, tile_n: 64, tile_k: 32, subgroups_m: 2, subgroups_n: 2 },
+        CoopConfig { tile_m: 128, tile_n: 128, tile_k: 32, subgroups_m: 2, subgroups_n: 4 },
+        CoopConfig { tile_m: 128, tile_n: 64, tile_k: 64, subgroups_m: 2, subgroups_n: 2 },
+        CoopConfig { tile_m: 64, tile_n: 128, tile_k: 32, subgroups_m: 2, subgroups_n: 2 },
+        CoopConfig { tile_m: 128, tile_n: 128, tile_k: 32, subgroups_m: 4, subgroups_n: 2 },
+        CoopConfig { tile_m: 64, tile_n: 64, tile_k: 64, subgroups_m: 2, subgroups_n: 2 },
+    ];
+    let configs = if sweep { &configs[..] } else { &configs[..1] };
+    println!("{:<50} {:>20} {:>10} {:>10}", "kernel", "M x N x K", "gpu us", "TFLOP/s");
+    let mut rng = Rng(11);
+    for &(m, n, k) in shapes {
+        let x = Tensor::from_f32(gpu, &[m, k], DType::F32, &rng.vec(m * k))?;
+        let w = Tensor::from_f32(gpu, &[n, k], DType::F16, &rng.vec(n * k))?;
+        let y = Tensor::empty(gpu, &[m, n], DType::F32)?;
+        let flops = 2.0 * (m * n * k) as f64;
+        let mut kernels: Vec<(String, Op)> =
+            vec![("matmul (tiled SIMT)".to_string(), matmul_with(gpu, &x, &w, &y, MatmulConfig::default())?)];
+        for &config in configs {
+            let c = config;
+            let name = format!("matmul_coop {}x{}x{} {}x{} subgroups", c.tile_m, c.tile_n, c.tile_k, c.subgroups_m, c.subgroups_n);
+            match matmul_coop_with(gpu, &x, &w, &y, config) {
+                Ok(op) => kernels.push((name, op)),
+                Err(e) => println!("{name:<50} refused: {e}"),
+            }
+        }
+        for (name, op) in &kernels {
+            let t = time_runs(gpu, 20, op.labels().len(), |rec, _| {
+                rec.run(op);
+                Ok(())
+            })?;
+            println!(
+                "{:<50} {:>20} {:>10} {:>10.1}",
+                name,
+                format!("{m} x {n} x {k}"),
+                t.gpu.map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
+                flops / t.seconds() / 1e12
+            );
+        }
     }
     Ok(())
 }

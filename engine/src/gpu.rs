@@ -72,12 +72,43 @@ pub struct GpuInfo {
     pub max_workgroups_per_dimension: u32,
     /// Device-local memory the adapter reports (Vulkan only; `None` where it cannot be asked).
     pub memory_bytes: Option<u64>,
+    /// The cooperative-matrix configurations (M x N x K, input and accumulator types) the
+    /// adapter supports; empty when `features.cooperative_matrix` is off.
+    pub cooperative_matrices: Vec<wgpu::CooperativeMatrixProperties>,
+}
+
+impl GpuInfo {
+    /// Whether cooperative matrices are on with an `m x n x k` configuration of `ab` inputs into
+    /// a `cr` accumulator.
+    pub fn has_cooperative_matrix(
+        &self,
+        (m, n, k): (u32, u32, u32),
+        ab: wgpu::CooperativeScalarType,
+        cr: wgpu::CooperativeScalarType,
+    ) -> bool {
+        self.features.cooperative_matrix
+            && self
+                .cooperative_matrices
+                .iter()
+                .any(|c| (c.m_size, c.n_size, c.k_size) == (m, n, k) && c.ab_type == ab && c.cr_type == cr)
+    }
 }
 
 impl std::fmt::Display for GpuInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let on = |b: bool| if b { "yes" } else { "no" };
         let ft = &self.features;
+        let scalar = |t: wgpu::CooperativeScalarType| format!("{t:?}").to_lowercase();
+        let coop = if ft.cooperative_matrix {
+            let configs: Vec<String> = self
+                .cooperative_matrices
+                .iter()
+                .map(|c| format!("{}x{}x{} {}->{}", c.m_size, c.n_size, c.k_size, scalar(c.ab_type), scalar(c.cr_type)))
+                .collect();
+            format!("yes ({})", configs.join(", "))
+        } else {
+            "no".to_string()
+        };
         write!(
             f,
             "{} ({}, {}, driver {}) | shader-f16 {} | subgroups {} ({}..{}) | timestamps {} | \
@@ -91,7 +122,7 @@ impl std::fmt::Display for GpuInfo {
             self.subgroup_size.0,
             self.subgroup_size.1,
             on(ft.timestamp_query),
-            on(ft.cooperative_matrix),
+            coop,
             self.max_binding_bytes >> 20,
             self.max_buffer_bytes >> 20,
             self.memory_bytes.map_or("unknown".to_string(), |b| format!("{} MiB", b >> 20)),
@@ -107,6 +138,9 @@ pub struct Gpu {
     info: GpuInfo,
     adapter_info: wgpu::AdapterInfo,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    /// Pipelines that failed to compile, with the message: not tried again (a kernel with a
+    /// fallback asks once, not once per op it builds).
+    failed: Mutex<HashMap<PipelineKey, String>>,
     /// `SHADERLM_DEBUG`: 0 quiet, 1 list dispatches, 2 also time them.
     pub(crate) debug: u8,
 }
@@ -201,9 +235,18 @@ impl Gpu {
             max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             memory_bytes: device_local_memory(&adapter),
+            cooperative_matrices: if coop { adapter.cooperative_matrix_properties() } else { Vec::new() },
         };
         let debug = std::env::var("SHADERLM_DEBUG").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok(Gpu { device, queue, info, adapter_info, pipelines: Mutex::new(HashMap::new()), debug })
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            adapter_info,
+            pipelines: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            debug,
+        })
     }
 
     pub fn info(&self) -> &GpuInfo {
@@ -249,7 +292,13 @@ impl Gpu {
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
+        if let Some(message) = self.failed.lock().unwrap().get(&key) {
+            return Err(Error::Shader { name: shader.name.to_string(), message: message.clone() });
+        }
         let source = shader.compose();
+        // A pipeline the driver cannot build is an internal error, not a validation one: both
+        // are caught here (uncaught, wgpu's default handler would panic).
+        let internal_scope = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         // The kernels are this crate's own code, and every loop in them terminates: wgpu's forced
         // loop bounding (an extra counter and exit in every loop) would only cost time and keep
@@ -272,8 +321,12 @@ impl Gpu {
             },
             cache: None,
         });
-        if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(Error::Shader { name: shader.name.to_string(), message: err.to_string() });
+        let validation = pollster::block_on(scope.pop());
+        let internal = pollster::block_on(internal_scope.pop());
+        if let Some(err) = validation.or(internal) {
+            let message = err.to_string();
+            self.failed.lock().unwrap().insert(key, message.clone());
+            return Err(Error::Shader { name: shader.name.to_string(), message });
         }
         let pipeline = Arc::new(pipeline);
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());

@@ -15,6 +15,7 @@ mod cross_entropy;
 mod copy_rows;
 mod embedding;
 mod matmul;
+mod matmul_coop;
 mod matvec;
 mod quant;
 mod rms_norm;

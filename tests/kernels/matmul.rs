@@ -2,9 +2,12 @@
 //!
 //! Tolerance: as for matvec (see tests/kernels/matvec.rs): the GPU sums K products in f32 in
 //! order, erring by at most about K * 2^-24 of sum_k |x[m, k] W[n, k]|; we allow 1e-5 of that
-//! sum (K <= 257 here, so about 16x the worst case) plus 1e-7.
+//! sum (K <= 257 here, so about 16x the worst case) plus 1e-7. Where `matmul` takes the tensor
+//! cores (F16 weights, K % 4 == 0, an adapter with cooperative matrices) x is rounded to f16:
+//! the reference gets x rounded the same way and the tolerance of tests/kernels/matmul_coop.rs.
 
 use crate::common::*;
+use crate::matmul_coop::{matmul_rtol, x_as_matmul_sees};
 use crate::matvec::{assert_close_to_scale, SUM_ATOL, SUM_RTOL};
 use shaderlm_engine::kernels::matmul::{matmul, matmul_with, MatmulConfig};
 use shaderlm_engine::{reference, DType, Error, Gpu, Tensor};
@@ -30,10 +33,15 @@ fn check_with(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType, config: Opt
         None => matmul(gpu, &x, &w, &y).unwrap(),
     };
     let got = run_poisoned(gpu, &op, &y);
+    // An explicit config is always the tiled kernel; `matmul` may take the tensor cores.
+    let (xs, rtol) = match config {
+        Some(_) => (xs, SUM_RTOL),
+        None => (x_as_matmul_sees(gpu, dtype, k, &xs), matmul_rtol(gpu, dtype, k, SUM_RTOL)),
+    };
     let (mut want, mut scale) = (vec![0.0; m * n], vec![0.0; m * n]);
     reference::matmul::matmul(&xs, &ws, &mut want, (m, n, k));
     reference::matmul::matmul_abs(&xs, &ws, &mut scale, (m, n, k));
-    assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+    assert_close_to_scale(&case, &got, &want, &scale, rtol, SUM_ATOL);
 }
 
 const NK: [(usize, usize); 6] = [(1, 1), (7, 33), (33, 7), (257, 100), (100, 257), (64, 64)];

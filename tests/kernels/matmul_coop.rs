@@ -1,0 +1,219 @@
+//! matmul_coop (tensor cores) vs reference::matmul, and the shader through naga offline.
+//!
+//! The kernel rounds x to f16 (W is f16 already), so the reference is given x rounded the same
+//! way; what is left is the f32 accumulation of exact products, far inside the tolerance
+//! `COOP_RTOL` of `sum_k |x W|` (2^-10: room for a conversion that does not round to nearest,
+//! while a misplaced fragment is off by the whole sum). On an adapter without cooperative
+//! matrices (lavapipe) the GPU tests print that they are skipped; the naga test runs everywhere.
+
+use crate::common::*;
+use crate::matvec::assert_close_to_scale;
+use shaderlm_engine::kernels::matmul::{
+    coop_available, coop_shader_source, matmul, matmul_coop, matmul_coop_with, CoopConfig,
+};
+use shaderlm_engine::{reference, DType, Error, Gpu, GpuOptions, Tensor};
+
+/// Tolerance of the tensor-core path, relative to `sum_k |x W|` (see the module docs).
+pub const COOP_RTOL: f32 = 1.0 / 1024.0;
+pub const COOP_ATOL: f32 = 1e-6;
+
+/// x as `matmul` will use it for a weight of `w_dtype` with `k` columns on `gpu`: rounded to
+/// f16 where the tensor-core path is taken, else unchanged. With it the tolerance is
+/// [`matmul_rtol`].
+pub fn x_as_matmul_sees(gpu: &Gpu, w_dtype: DType, k: usize, xs: &[f32]) -> Vec<f32> {
+    if takes_coop(gpu, w_dtype, k) {
+        round_f16(xs)
+    } else {
+        xs.to_vec()
+    }
+}
+
+/// The relative tolerance (of `sum_k |x W|`) for `matmul` on `gpu`: `rtol` of the SIMT path,
+/// or [`COOP_RTOL`] where the tensor-core path is taken.
+pub fn matmul_rtol(gpu: &Gpu, w_dtype: DType, k: usize, rtol: f32) -> f32 {
+    if takes_coop(gpu, w_dtype, k) {
+        COOP_RTOL
+    } else {
+        rtol
+    }
+}
+
+fn takes_coop(gpu: &Gpu, w_dtype: DType, k: usize) -> bool {
+    w_dtype == DType::F16 && k % 4 == 0 && coop_available(gpu)
+}
+
+/// The Gpus of `gpus()` that have the tensor-core path; prints a skip line when none has.
+fn coop_gpus(test: &str) -> Vec<&'static Gpu> {
+    let found: Vec<&Gpu> = gpus().iter().filter(|g| coop_available(g)).collect();
+    if found.is_empty() {
+        eprintln!("{test}: skipped: no adapter with cooperative matrices (16x16x16 f16 -> f32)");
+    }
+    found
+}
+
+/// One case: `op` builds the matmul of random x `[m, k]` and F16 W `[n, k]`; every element is
+/// checked against the reference of the f16-rounded x.
+fn check(gpu: &Gpu, (m, n, k): (usize, usize, usize), what: &str, op: impl Fn(&Tensor, &Tensor, &Tensor) -> shaderlm_engine::Result<shaderlm_engine::Op>) {
+    let case = format!("{what} m={m} n={n} k={k}");
+    let mut rng = Rng::new((m * 7919 + n * 131 + k) as u64);
+    let xs = rng.vec(m * k, 1.0);
+    let ws = round_f16(&rng.vec(n * k, 1.0));
+    let x = Tensor::from_f32(gpu, &[m, k], DType::F32, &xs).unwrap();
+    let w = Tensor::from_f32(gpu, &[n, k], DType::F16, &ws).unwrap();
+    let y = Tensor::empty(gpu, &[m, n], DType::F32).unwrap();
+    let op = op(&x, &w, &y).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let got = run_poisoned(gpu, &op, &y);
+    let xh = round_f16(&xs);
+    let (mut want, mut scale) = (vec![0.0; m * n], vec![0.0; m * n]);
+    reference::matmul::matmul(&xh, &ws, &mut want, (m, n, k));
+    reference::matmul::matmul_abs(&xh, &ws, &mut scale, (m, n, k));
+    assert_close_to_scale(&case, &got, &want, &scale, COOP_RTOL, COOP_ATOL);
+}
+
+const MS: [usize; 4] = [1, 17, 64, 200];
+const NS: [usize; 3] = [16, 40, 256];
+const KS: [usize; 3] = [16, 48, 512];
+
+#[test]
+fn matmul_coop_matches_reference() {
+    for gpu in coop_gpus("matmul_coop_matches_reference") {
+        for m in MS {
+            for n in NS {
+                for k in KS {
+                    check(gpu, (m, n, k), "matmul_coop", |x, w, y| matmul_coop(gpu, x, w, y));
+                }
+            }
+        }
+    }
+}
+
+/// `matmul` itself takes the tensor cores for F16 weights with `k % 4 == 0` (x rounded to f16).
+#[test]
+fn matmul_picks_coop_for_f16_weights() {
+    for gpu in coop_gpus("matmul_picks_coop_for_f16_weights") {
+        for (m, n, k) in [(33, 40, 48), (200, 256, 512)] {
+            check(gpu, (m, n, k), "matmul (coop)", |x, w, y| {
+                let op = matmul(gpu, x, w, y)?;
+                assert!(op.labels().iter().all(|l| *l == "matmul_coop"), "matmul picked {:?}", op.labels());
+                Ok(op)
+            });
+        }
+    }
+}
+
+/// Tile shapes the lead sweeps on the GPU, each on shapes with edge blocks and whole ones.
+#[test]
+fn matmul_coop_tile_shapes_match_reference() {
+    let configs = [
+        CoopConfig { tile_m: 64, tile_n: 64, tile_k: 32, subgroups_m: 2, subgroups_n: 2 },
+        CoopConfig { tile_m: 128, tile_n: 128, tile_k: 32, subgroups_m: 2, subgroups_n: 4 },
+        CoopConfig { tile_m: 128, tile_n: 64, tile_k: 64, subgroups_m: 2, subgroups_n: 2 },
+        CoopConfig { tile_m: 64, tile_n: 128, tile_k: 16, subgroups_m: 1, subgroups_n: 4 },
+    ];
+    for gpu in coop_gpus("matmul_coop_tile_shapes_match_reference") {
+        for config in configs {
+            for shape in [(17, 40, 48), (128, 128, 64), (200, 256, 512)] {
+                let what = format!("matmul_coop {config:?}");
+                check(gpu, shape, &what, |x, w, y| matmul_coop_with(gpu, x, w, y, config));
+            }
+        }
+    }
+}
+
+/// A weight split into row chunks (bindings capped at 64 KiB): one dispatch per chunk, each
+/// writing its columns of y.
+#[test]
+fn matmul_coop_split_weight_matches_reference() {
+    let fast = GpuOptions { max_binding_bytes: Some(64 << 10), ..Default::default() };
+    let gpu = Gpu::with_options(fast).unwrap();
+    if !coop_available(&gpu) {
+        eprintln!("matmul_coop_split_weight_matches_reference: skipped: no cooperative matrices");
+        return;
+    }
+    let (m, n, k) = (17, 300, 512);
+    check(&gpu, (m, n, k), "matmul_coop split", |x, w, y| {
+        let op = matmul_coop(&gpu, x, w, y)?;
+        assert!(op.labels().len() > 1, "a 300 KB weight under a 64 KiB binding is split");
+        Ok(op)
+    });
+}
+
+#[test]
+fn matmul_coop_rejects_mismatches() {
+    let Some(gpu) = coop_gpus("matmul_coop_rejects_mismatches").first().copied() else { return };
+    let t = |shape: &[usize], dtype| Tensor::empty(gpu, shape, dtype).unwrap();
+    let (x, w, y) = (t(&[3, 8], DType::F32), t(&[5, 8], DType::F16), t(&[3, 5], DType::F32));
+    assert!(matmul_coop(gpu, &x, &w, &y).is_ok());
+    let shape = |r: Result<_, Error>| matches!(r, Err(Error::Shape { .. }));
+    let dtype = |r: Result<_, Error>| matches!(r, Err(Error::DType { .. }));
+    assert!(shape(matmul_coop(gpu, &t(&[3, 16], DType::F32), &w, &y)), "k differs");
+    assert!(shape(matmul_coop(gpu, &t(&[3, 10], DType::F32), &t(&[5, 10], DType::F16), &y)), "k % 4");
+    assert!(shape(matmul_coop(gpu, &x, &w, &t(&[3, 4], DType::F32))), "y columns");
+    assert!(dtype(matmul_coop(gpu, &x, &t(&[5, 8], DType::F32), &y)), "f32 w");
+    assert!(dtype(matmul_coop(gpu, &t(&[3, 8], DType::F16), &w, &y)), "f16 x");
+    let bad = CoopConfig { tile_m: 48, ..CoopConfig::default() };
+    assert!(shape(matmul_coop_with(gpu, &x, &w, &y, bad)), "tile_m not whole fragments per subgroup");
+}
+
+/// Without cooperative matrices `matmul_coop` refuses (and `matmul` takes the tiled kernel).
+#[test]
+fn matmul_coop_refuses_without_cooperative_matrices() {
+    let gpu = gpus().iter().find(|g| !coop_available(g)).expect("the portable Gpu has no tensor cores");
+    let t = |shape: &[usize], dtype| Tensor::empty(gpu, shape, dtype).unwrap();
+    let (x, w, y) = (t(&[3, 8], DType::F32), t(&[5, 8], DType::F16), t(&[3, 5], DType::F32));
+    assert!(matches!(matmul_coop(gpu, &x, &w, &y), Err(Error::Shape { .. })));
+    let op = matmul(gpu, &x, &w, &y).unwrap();
+    assert_eq!(op.labels(), ["matmul"]);
+}
+
+/// The composed shader (common.wgsl prepended, as the engine does) through naga 30.0.1 as wgpu
+/// runs it on Vulkan: WGSL front end, validation with the capabilities wgpu derives from the
+/// features the engine requests, overrides of several tile shapes, SPIR-V back end with both
+/// bounds-check policies wgpu uses. Catches shader errors and naga panics on any machine.
+#[test]
+fn matmul_coop_shader_compiles_through_naga() {
+    use naga::back::spv;
+    let source = coop_shader_source();
+    let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&source)));
+    let features = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    let mut validator = wgpu_naga_bridge::create_validator(
+        features,
+        wgpu::DownlevelFlags::all(),
+        naga::valid::ValidationFlags::all(),
+    );
+    let info = validator.validate(&module).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&source)));
+
+    let configs = [
+        CoopConfig::default(),
+        CoopConfig { tile_m: 64, tile_n: 64, tile_k: 32, subgroups_m: 2, subgroups_n: 2 },
+        CoopConfig { tile_m: 128, tile_n: 128, tile_k: 32, subgroups_m: 2, subgroups_n: 4 },
+        CoopConfig { tile_m: 128, tile_n: 64, tile_k: 64, subgroups_m: 2, subgroups_n: 2 },
+    ];
+    for config in configs {
+        let mut constants = naga::back::PipelineConstants::default();
+        for (name, value) in config.constants(32, 1024).unwrap() {
+            constants.insert(name.to_string(), value);
+        }
+        let entry = Some((naga::ShaderStage::Compute, "main"));
+        let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, entry, &constants)
+            .unwrap_or_else(|e| panic!("{config:?}: overrides: {e}"));
+        for buffer in [naga::proc::BoundsCheckPolicy::Restrict, naga::proc::BoundsCheckPolicy::Unchecked] {
+            let options = spv::Options {
+                lang_version: (1, 6),
+                bounds_check_policies: naga::proc::BoundsCheckPolicies {
+                    index: naga::proc::BoundsCheckPolicy::Restrict,
+                    buffer,
+                    image_load: naga::proc::BoundsCheckPolicy::Restrict,
+                    binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+                },
+                zero_initialize_workgroup_memory: spv::ZeroInitializeWorkgroupMemoryMode::None,
+                force_loop_bounding: false,
+                ..spv::Options::default()
+            };
+            let pipeline = spv::PipelineOptions { entry_point: "main".into(), shader_stage: naga::ShaderStage::Compute };
+            let words = spv::write_vec(&module, &info, &options, Some(&pipeline))
+                .unwrap_or_else(|e| panic!("{config:?}: SPIR-V: {e}"));
+            assert!(words.len() > 100, "{config:?}: SPIR-V written");
+        }
+    }
+}
