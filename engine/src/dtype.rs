@@ -65,8 +65,9 @@
 //!                 scale (low half) and min (high half).
 //! ```
 //!
-//! A matvec thread streams a block's 16-byte value words and the block's meta words, which
-//! neighbouring threads read side by side (coalesced). `S24Q4` keeps the positions and scales
+//! A matvec thread streams 16-byte value words (S24F16: 16 elements, whose positions are half
+//! a meta word; S24Q4: a block) and their meta words, which neighbouring threads read side by
+//! side (coalesced). `S24Q4` keeps the positions and scales
 //! of a block together so that a row view is still two ranges.
 //!
 //! # Quantizing (round to nearest)

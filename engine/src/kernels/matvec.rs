@@ -10,9 +10,9 @@
 //! `matvec_q4[_subgroup]` read 16-byte quant words and one scale per group (rows are always whole
 //! 16-byte words, so there is no scalar variant).
 //!
-//! 2:4 sparse weights (S24F16, S24Q4) take `matvec_s24[_subgroup]`: a thread reads one block
-//! (32 or 64 elements) of kept values and their positions at a time and picks each kept
-//! value's x by its position, so only the stored bytes are read.
+//! 2:4 sparse weights (S24F16, S24Q4) take `matvec_s24[_subgroup]`: a thread reads a 16-byte
+//! word of kept values (16 or 64 elements' worth) and their positions at a time and picks each
+//! kept value's x by its position, so only the stored bytes are read.
 //!
 //! A weight larger than one storage binding is bound in row chunks, one dispatch each; every
 //! dispatch writes its rows of `y` at `row_offset`.
@@ -39,8 +39,7 @@ pub struct Params {
     /// Elements per row, the length of x.
     pub k: u32,
     /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32, `k / 16` for Q8, `k / 32` for
-    /// Q4); the vectorized shaders' stride. For 2:4 sparse weights: blocks per row (`k / 32`
-    /// for S24F16, `k / 64` for S24Q4).
+    /// Q4, `k / 16` for S24F16, `k / 64` for S24Q4); the vectorized shaders' stride.
     pub row_words: u32,
     /// Index in y of this dispatch's first row.
     pub row_offset: u32,
@@ -81,24 +80,14 @@ impl MatvecConfig {
     }
 
     /// The shape `matvec` uses for `w` on `gpu`: `for_gpu`, with no more threads than a row of
-    /// a packed weight has 16-byte words (Q4 rows are short: 128 words at k = 4096) or blocks.
+    /// a packed weight has 16-byte words (Q4 rows are short: 128 words at k = 4096).
     pub fn for_weight(gpu: &Gpu, w: &Tensor) -> MatvecConfig {
         let mut c = MatvecConfig::for_gpu(gpu);
         if let (Some(&k), true) = (w.shape().last(), w.dtype().is_packed()) {
-            let words = packed_row_words(w.dtype(), k);
+            let words = (w.dtype().quant_bytes(k) / 16) as u32;
             c.workgroup_size = c.workgroup_size.min(words.next_power_of_two().max(32));
         }
         c
-    }
-}
-
-/// What a thread of a packed matvec reads at a time, per row: 16-byte quant words, or for a
-/// 2:4 sparse weight blocks (`Params::row_words`).
-fn packed_row_words(dtype: DType, k: usize) -> u32 {
-    if dtype.is_sparse() {
-        (k / dtype.group().unwrap_or(k.max(1))) as u32
-    } else {
-        (dtype.quant_bytes(k) / 16) as u32
     }
 }
 
@@ -186,7 +175,7 @@ fn matvec_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecCo
         return Err(Error::shape(OP, "x offset for a packed weight (16-byte aligned)", 0, x.offset() % 16));
     }
     let k = w.shape()[1];
-    let row_words = packed_row_words(w.dtype(), k);
+    let row_words = (w.dtype().quant_bytes(k) / 16) as u32;
     let sparse = w.dtype().is_sparse();
     let shader = match (w.dtype(), gpu.info().features.subgroups) {
         (DType::S24F16 | DType::S24Q4, true) => &S24_SUBGROUP,
