@@ -186,7 +186,7 @@ fn norm_gate_up(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor, xb:
 /// `x += w . input` (a residual connection): for one row, the matvec adds into `x` itself; else
 /// the projection into `scratch`, then an add.
 fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &Tensor) -> Result<Op> {
-    if input.shape()[0] == 1 && matches!(w.dtype(), DType::F16 | DType::F32) {
+    if input.shape()[0] == 1 && matches!(w.dtype(), DType::F16 | DType::F32 | DType::S24F16 | DType::S24Q4) {
         return Ok(matvec::matvec_accumulate(gpu, w, input, x)?);
     }
     Ok(linear(gpu, input, w, scratch)?.then(add::add(gpu, x, scratch)?))

@@ -138,6 +138,25 @@ fn s24_q4_round_trip_within_half_a_step_and_pruned_stay_zero() {
     assert!(again == words, "parts repack to the same words");
 }
 
+/// Parts unpacked from two weights and concatenated pack into the stacked weight (how the model
+/// stacks q/k/v rows: models/src/llama.rs `stack_packed_rows`).
+#[test]
+fn parts_of_stacked_rows_concatenate() {
+    let k = 192;
+    let (top, bottom) = (sparse_weights(3, k, 5), sparse_weights(5, k, 6));
+    let both: Vec<f32> = top.iter().chain(&bottom).copied().collect();
+    let (a, b) = (pack_s24_f16(&top, 3, k).unwrap(), pack_s24_f16(&bottom, 5, k).unwrap());
+    let ((va, pa), (vb, pb)) = (packing::unpack_s24_f16(&a, 3, k).unwrap(), packing::unpack_s24_f16(&b, 5, k).unwrap());
+    let stacked = packing::pack_s24_f16_from_parts(&[va, vb].concat(), &[pa, pb].concat(), 8, k).unwrap();
+    assert!(stacked == pack_s24_f16(&both, 8, k).unwrap(), "s24f16");
+    let (a, b) = (pack_s24_q4(&top, 3, k).unwrap(), pack_s24_q4(&bottom, 5, k).unwrap());
+    let (qa, pa, sa, ma) = packing::unpack_s24_q4(&a, 3, k).unwrap();
+    let (qb, pb, sb, mb) = packing::unpack_s24_q4(&b, 5, k).unwrap();
+    let (q, p, s, m) = ([qa, qb].concat(), [pa, pb].concat(), [sa, sb].concat(), [ma, mb].concat());
+    let stacked = packing::pack_s24_q4_from_parts(&q, &p, &s, &m, 8, k).unwrap();
+    assert!(stacked == pack_s24_q4(&both, 8, k).unwrap(), "s24q4");
+}
+
 #[test]
 fn packing_rejects_dense_groups_and_bad_parts() {
     let shape = |r: Result<Vec<u32>, Error>| matches!(r, Err(Error::Shape { .. }));
