@@ -11,8 +11,10 @@
 //! It prints, for the adapter it opens (`SHADERLM_ADAPTER` picks one):
 //! 1. copy bandwidth: one large buffer-to-buffer copy, counted two ways, read + write
 //!    (2 x bytes copied / time) and read only (bytes copied / time);
-//! 2. matvec GB/s, F32, F16, Q8, Q4 and Q4G128 weights, at 4096x4096, 11008x4096 and 4096x11008
-//!    (N x K), where bytes = weight (quants and scales) + x + y, each counted once;
+//! 2. matvec GB/s, F32, F16, S24F16, Q8, Q4, S24Q4 and Q4G128 weights, at 4096x4096, 11008x4096
+//!    and 4096x11008 (N x K), where bytes = weight (quants and scales; for the 2:4 sparse
+//!    S24F16 / S24Q4, kept values, positions and scales) + x + y, each counted once; compare
+//!    the us per call of a sparse weight with its dense twin (f16 with s24f16, q4 with s24q4);
 //! 3. matmul GFLOP/s (2 M N K / time) at M = 512, N = K = 4096, for the same weight dtypes;
 //! 4. each matvec's fraction of the copy's read-only bandwidth: both read every byte once,
 //!    so this compares like with like (the fraction of the read + write figure is half of it).
@@ -244,20 +246,37 @@ fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
     Ok(())
 }
 
-/// The weight dtypes measured.
-const WEIGHT_DTYPES: [DType; 5] = [DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128];
+/// The weight dtypes measured (each 2:4 sparse one after its dense twin).
+const WEIGHT_DTYPES: [DType; 7] =
+    [DType::F32, DType::F16, DType::S24F16, DType::Q8, DType::Q4, DType::S24Q4, DType::Q4G128];
 
-/// A weight `[n, k]` of `dtype` holding `values` (packed dtypes quantized on the CPU).
+/// A weight `[n, k]` of `dtype` holding `values` (packed dtypes quantized on the CPU; sparse
+/// ones first pruned 2:4, keeping the two largest magnitudes of each group of four).
 fn weight(gpu: &Gpu, shape: &[usize; 2], dtype: DType, values: &[f32]) -> Result<Tensor> {
     use shaderlm_engine::dtype::{quantize_q4, quantize_q8};
     let [n, k] = *shape;
     match dtype {
+        DType::S24F16 | DType::S24Q4 => Tensor::from_f32(gpu, shape, dtype, &prune_2_4(values)),
         DType::Q8 => Tensor::from_words(gpu, shape, dtype, &quantize_q8(values, n, k)?),
         DType::Q4 | DType::Q4G128 => {
             Tensor::from_words(gpu, shape, dtype, &quantize_q4(values, n, k, dtype.group().unwrap_or(32))?)
         }
         _ => Tensor::from_f32(gpu, shape, dtype, values),
     }
+}
+
+/// `values` with the two smallest magnitudes of every group of four set to zero.
+fn prune_2_4(values: &[f32]) -> Vec<f32> {
+    let mut pruned = values.to_vec();
+    for group in pruned.chunks_mut(4) {
+        let mut all = [0, 1, 2, 3];
+        let order = &mut all[..group.len()];
+        order.sort_by(|&a, &b| group[a].abs().total_cmp(&group[b].abs()));
+        for &i in &order[..order.len().saturating_sub(2)] {
+            group[i] = 0.0;
+        }
+    }
+    pruned
 }
 
 /// One matvec shape: the weight in enough copies to rotate over, x and y.

@@ -33,6 +33,43 @@
 //! bind the two arrays as two ranges of one buffer. A row view ([`crate::Tensor::rows`]) is two
 //! ranges, its quants and its scales; the size of a whole tensor depends only on its element count.
 //!
+//! # 2:4 sparse formats
+//!
+//! In every group of four consecutive elements along K at most two are non-zero; only those two
+//! kept values (a zero fills a group with fewer) and their positions 0..=3 in the group are
+//! stored. Kept values are numbered in element order: flat group `j = e / 4` owns kept slots
+//! `2j` (the lower position) and `2j + 1`. A block is the unit a kernel thread reads (the
+//! dtype's `group()`: `K % block == 0` is required).
+//!
+//! | dtype    | block | kept value                                      | bytes per element          |
+//! |----------|-------|-------------------------------------------------|----------------------------|
+//! | `S24F16` | 32    | f16                                             | (4 + 1/2) / 4 = 1.125      |
+//! | `S24Q4`  | 64    | `q * scale + min`, q 4 bits; f16 scale and min per block (32 kept) | (16 + 8 + 4) / 64 = 0.4375 |
+//!
+//! (Per four elements S24F16 stores two f16 and four position bits; S24Q4 per 64 elements 32
+//! nibbles, 64 position bits and one scale/min word. Q4 for comparison: 0.625.)
+//!
+//! Pruned elements are exactly zero (for `S24Q4` the min is not added to them). The two regions
+//! sit like a Q4 tensor's quants and scales ([`crate::Tensor`] binds them as two ranges):
+//!
+//! ```text
+//! values  S24F16: word j holds group j's kept values: slot 2j in the low half, 2j + 1 high.
+//!                 A block is two vec4<u32> words.
+//!         S24Q4:  nibble i (word i/8, bits 4*(i%8)) holds kept slot i's 4-bit q.
+//!                 A block is one vec4<u32> word.
+//! meta    (from the next multiple of 256 bytes)
+//!         S24F16: the positions: slot i's 2 bits at bits 2*(i%16) of word i/16, so word b holds
+//!                 the 16 positions of block b.
+//!         S24Q4:  three words per block b: words 3b and 3b + 1 hold its 32 positions as S24F16
+//!                 does (local slot l at bits 2*(l%16) of word 3b + l/16), word 3b + 2 its f16
+//!                 scale (low half) and min (high half).
+//! ```
+//!
+//! A matvec thread streams 16-byte value words (S24F16: 16 elements, whose positions are half
+//! a meta word; S24Q4: a block) and their meta words, which neighbouring threads read side by
+//! side (coalesced). `S24Q4` keeps the positions and scales
+//! of a block together so that a row view is still two ranges.
+//!
 //! # Quantizing (round to nearest)
 //!
 //! Bit-for-bit the same on the CPU (here) and the GPU (shaders/quantize_*.wgsl), because every
@@ -68,6 +105,10 @@ pub enum DType {
     Q4,
     /// 4-bit with an f16 scale and f16 min per group of 128 along the last axis.
     Q4G128,
+    /// 2:4 sparse, kept values f16 with 2-bit positions (see the module docs).
+    S24F16,
+    /// 2:4 sparse, kept values 4-bit with an f16 scale and min per 32 kept (64 elements).
+    S24Q4,
 }
 
 /// Byte alignment of the scales array inside a packed tensor.
@@ -88,7 +129,7 @@ impl DType {
         match self {
             DType::F32 | DType::U32 => 4 * n,
             DType::F16 => 4 * n.div_ceil(2),
-            DType::Q8 | DType::Q4 | DType::Q4G128 => {
+            DType::Q8 | DType::Q4 | DType::Q4G128 | DType::S24F16 | DType::S24Q4 => {
                 self.scales_offset(numel) + self.scale_bytes(numel).next_multiple_of(4)
             }
         }
@@ -102,6 +143,8 @@ impl DType {
             DType::Q8 => 1.0 + 2.0 / 32.0,
             DType::Q4 => 0.5 + 4.0 / 32.0,
             DType::Q4G128 => 0.5 + 4.0 / 128.0,
+            DType::S24F16 => 1.0 + 0.5 / 4.0,
+            DType::S24Q4 => (16.0 + 8.0 + 4.0) / 64.0,
         }
     }
 
@@ -109,15 +152,21 @@ impl DType {
         matches!(self, DType::F32 | DType::F16)
     }
 
-    /// True for the quantized formats (quants + scales).
+    /// True for the quantized and sparse formats (quants + scales, or values + meta).
     pub fn is_packed(self) -> bool {
         self.group().is_some()
     }
 
-    /// Elements per scale group along the last axis, for packed dtypes.
+    /// True for the 2:4 sparse formats.
+    pub fn is_sparse(self) -> bool {
+        matches!(self, DType::S24F16 | DType::S24Q4)
+    }
+
+    /// Elements per scale group (sparse: per block) along the last axis, for packed dtypes.
     pub fn group(self) -> Option<usize> {
         match self {
-            DType::Q8 | DType::Q4 => Some(32),
+            DType::Q8 | DType::Q4 | DType::S24F16 => Some(32),
+            DType::S24Q4 => Some(64),
             DType::Q4G128 => Some(128),
             DType::F32 | DType::F16 | DType::U32 => None,
         }
@@ -132,20 +181,25 @@ impl DType {
         }
     }
 
-    /// Bytes of the quants of `numel` elements (packed dtypes; 0 otherwise).
+    /// Bytes of the quants (sparse: the kept values) of `numel` elements (packed dtypes; 0
+    /// otherwise).
     pub fn quant_bytes(self, numel: usize) -> u64 {
         match self {
-            DType::Q8 => numel as u64,
+            DType::Q8 | DType::S24F16 => numel as u64,
             DType::Q4 | DType::Q4G128 => (numel as u64).div_ceil(2),
+            DType::S24Q4 => (numel as u64).div_ceil(4),
             _ => 0,
         }
     }
 
-    /// Bytes of the scales (and mins) of `numel` elements, without padding (packed dtypes; 0
-    /// otherwise). Q8 holds 2 per group, Q4 4 (scale and min).
+    /// Bytes of the scales (and mins; sparse: the meta) of `numel` elements, without padding
+    /// (packed dtypes; 0 otherwise). Q8 holds 2 per group, Q4 4 (scale and min), S24F16 4 bits
+    /// per four elements, S24Q4 12 per block.
     pub fn scale_bytes(self, numel: usize) -> u64 {
         match (self, self.group()) {
             (DType::Q8, Some(g)) => 2 * (numel as u64).div_ceil(g as u64),
+            (DType::S24F16, _) => (numel as u64).div_ceil(8),
+            (DType::S24Q4, Some(g)) => 12 * (numel as u64).div_ceil(g as u64),
             (_, Some(g)) => 4 * (numel as u64).div_ceil(g as u64),
             _ => 0,
         }
@@ -179,6 +233,8 @@ impl fmt::Display for DType {
             DType::Q8 => "q8",
             DType::Q4 => "q4",
             DType::Q4G128 => "q4g128",
+            DType::S24F16 => "s24f16",
+            DType::S24Q4 => "s24q4",
         })
     }
 }
@@ -322,7 +378,19 @@ pub fn dequantize(dtype: DType, words: &[u32], n: usize, k: usize) -> Result<Vec
             let value = |(e, &q): (usize, &u8)| q as f32 * scales[e / g].to_f32() + mins[e / g].to_f32();
             Ok(qs.iter().enumerate().map(value).collect())
         }
-        other => Err(Error::dtype("dequantize", "words", &[DType::Q8, DType::Q4, DType::Q4G128], other)),
+        DType::S24F16 => {
+            let (values, positions) = unpack_s24_f16(words, n, k)?;
+            Ok(scatter_kept(n * k, &positions, |i| values[i].to_f32()))
+        }
+        DType::S24Q4 => {
+            let (qs, positions, scales, mins) = unpack_s24_q4(words, n, k)?;
+            let value = |i: usize| qs[i] as f32 * scales[i / 32].to_f32() + mins[i / 32].to_f32();
+            Ok(scatter_kept(n * k, &positions, value))
+        }
+        other => {
+            let packed = [DType::Q8, DType::Q4, DType::Q4G128, DType::S24F16, DType::S24Q4];
+            Err(Error::dtype("dequantize", "words", &packed, other))
+        }
     }
 }
 
@@ -354,19 +422,197 @@ pub fn quantize_q4(values: &[f32], n: usize, k: usize, group: usize) -> Result<V
     let mut qs = Vec::with_capacity(values.len());
     let (mut scales, mut mins) = (Vec::new(), Vec::new());
     for g in values.chunks(group) {
-        let lo = g.iter().fold(f32::MAX, |m, &v| m.min(v)).clamp(-F16_MAX, F16_MAX);
-        // -0 and +0 compare equal, and which one min() returns is unspecified: store +0.
-        let lo = if lo == 0.0 { 0.0 } else { lo };
-        let hi = g.iter().fold(f32::MIN, |m, &v| m.max(v)).clamp(-F16_MAX, F16_MAX);
-        let min = f16_down(lo);
-        let m = min.to_f32();
-        let scale = f16_up(((hi - m) * f32::from_bits(INV_15)).min(F16_MAX));
-        let s = scale.to_f32();
-        qs.extend(g.iter().map(|&v| steps_to_nearest((v - m).max(0.0), s, 15) as u8));
+        let (scale, min) = quantize_q4_group(g, &mut qs);
         scales.push(scale);
         mins.push(min);
     }
     pack_q4_from_blocks(&qs, &scales, &mins, n, k, group)
+}
+
+/// One Q4 group: its scale and min (returned) and its quants (appended to `qs`).
+fn quantize_q4_group(g: &[f32], qs: &mut Vec<u8>) -> (f16, f16) {
+    let lo = g.iter().fold(f32::MAX, |m, &v| m.min(v)).clamp(-F16_MAX, F16_MAX);
+    // -0 and +0 compare equal, and which one min() returns is unspecified: store +0.
+    let lo = if lo == 0.0 { 0.0 } else { lo };
+    let hi = g.iter().fold(f32::MIN, |m, &v| m.max(v)).clamp(-F16_MAX, F16_MAX);
+    let min = f16_down(lo);
+    let m = min.to_f32();
+    let scale = f16_up(((hi - m) * f32::from_bits(INV_15)).min(F16_MAX));
+    let s = scale.to_f32();
+    qs.extend(g.iter().map(|&v| steps_to_nearest((v - m).max(0.0), s, 15) as u8));
+    (scale, min)
+}
+
+// ---- 2:4 sparse: packing and unpacking (the layouts are in the module docs) -----------------
+
+/// The kept positions of each group of four of row-major `[n, k]` values: two per group,
+/// ascending, the non-zeros first chosen and the lowest free positions filling a group with
+/// fewer. Errors if a group holds more than two non-zeros.
+fn kept_positions(op: &'static str, dense: &[f32]) -> Result<Vec<u8>> {
+    let mut positions = Vec::with_capacity(dense.len() / 2);
+    for (j, group) in dense.chunks(4).enumerate() {
+        let nonzero = (0..4u8).filter(|&p| group[p as usize] != 0.0).count();
+        if nonzero > 2 {
+            return Err(Error::shape(op, format!("non-zeros in group {j} of four (2:4 sparsity)"), "at most 2", nonzero));
+        }
+        // Every non-zero, then zeros from the lowest position up, until two are kept.
+        let (mut kept, mut count) = ([0u8; 2], 0);
+        for p in (0..4u8).filter(|&p| group[p as usize] != 0.0) {
+            kept[count] = p;
+            count += 1;
+        }
+        for p in (0..4u8).filter(|&p| group[p as usize] == 0.0) {
+            if count < 2 {
+                kept[count] = p;
+                count += 1;
+            }
+        }
+        positions.extend([kept[0].min(kept[1]), kept[0].max(kept[1])]);
+    }
+    Ok(positions)
+}
+
+/// Checks kept-slot positions: each below 4, the two of a group distinct.
+fn check_positions(op: &'static str, positions: &[u8]) -> Result<()> {
+    for (j, pair) in positions.chunks(2).enumerate() {
+        if pair[0] > 3 || pair[1] > 3 || pair[0] == pair[1] {
+            return Err(Error::shape(op, format!("kept positions of group {j}"), "two distinct of 0..=3", pair));
+        }
+    }
+    Ok(())
+}
+
+/// Slot `i`'s 2-bit position into meta word `base + (i % per) / 16`, where `per` is the slots
+/// per block and `stride` the meta words per block (S24F16: 16 and 1; S24Q4: 32 and 3).
+fn put_positions(words: &mut [u32], base: usize, positions: &[u8], per: usize, stride: usize) {
+    for (i, &p) in positions.iter().enumerate() {
+        let word = base + (i / per) * stride + (i % per) / 16;
+        words[word] |= (p as u32) << (2 * (i % 16));
+    }
+}
+
+fn get_positions(words: &[u32], base: usize, slots: usize, per: usize, stride: usize) -> Vec<u8> {
+    (0..slots)
+        .map(|i| ((words[base + (i / per) * stride + (i % per) / 16] >> (2 * (i % 16))) & 3) as u8)
+        .collect()
+}
+
+/// A dense `[numel]` vector of zeros with kept slot `i` at its position holding `value(i)`.
+fn scatter_kept(numel: usize, positions: &[u8], value: impl Fn(usize) -> f32) -> Vec<f32> {
+    let mut dense = vec![0.0; numel];
+    for (i, &p) in positions.iter().enumerate() {
+        dense[(i / 2) * 4 + p as usize] = value(i);
+    }
+    dense
+}
+
+/// Packs kept values (two per group of four, f16, slot order) and their positions (0..=3, the
+/// two of a group distinct) into S24F16 storage words, exactly.
+pub fn pack_s24_f16_from_parts(values: &[f16], positions: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
+    const OP: &str = "pack_s24_f16_from_parts";
+    // Two kept values per four elements.
+    let numel = 2 * values.len();
+    check_geometry(OP, DType::S24F16, numel, n, k)?;
+    check_len(OP, "position count (two per four elements)", numel / 2, positions.len())?;
+    check_positions(OP, positions)?;
+    let mut words = vec![0u32; (DType::S24F16.bytes_for(numel) / 4) as usize];
+    for (w, pair) in words.iter_mut().zip(values.chunks(2)) {
+        *w = pair[0].to_bits() as u32 | (pair[1].to_bits() as u32) << 16;
+    }
+    let base = (DType::S24F16.scales_offset(numel) / 4) as usize;
+    put_positions(&mut words, base, positions, 16, 1);
+    Ok(words)
+}
+
+/// Packs row-major `[n, k]` values, at most two non-zeros in every group of four along k, into
+/// S24F16 storage words (the kept values rounded to the nearest f16). Errors on a group with
+/// more than two non-zeros.
+pub fn pack_s24_f16(dense: &[f32], n: usize, k: usize) -> Result<Vec<u32>> {
+    const OP: &str = "pack_s24_f16";
+    check_geometry(OP, DType::S24F16, dense.len(), n, k)?;
+    let positions = kept_positions(OP, dense)?;
+    let values: Vec<f16> = positions.iter().enumerate().map(|(i, &p)| f16::from_f32(dense[(i / 2) * 4 + p as usize])).collect();
+    pack_s24_f16_from_parts(&values, &positions, n, k)
+}
+
+/// The kept f16 values and their positions of S24F16 storage words (the inverse of
+/// `pack_s24_f16_from_parts`).
+pub fn unpack_s24_f16(words: &[u32], n: usize, k: usize) -> Result<(Vec<f16>, Vec<u8>)> {
+    const OP: &str = "unpack_s24_f16";
+    let numel = n * k;
+    check_geometry(OP, DType::S24F16, numel, n, k)?;
+    check_words(OP, DType::S24F16, words, numel)?;
+    let values = (0..numel / 2).map(|i| f16::from_bits((words[i / 2] >> (16 * (i % 2))) as u16)).collect();
+    let base = (DType::S24F16.scales_offset(numel) / 4) as usize;
+    Ok((values, get_positions(words, base, numel / 2, 16, 1)))
+}
+
+/// Packs kept 4-bit quants (0..=15, slot order), their positions, and one f16 scale and min per
+/// block of 64 elements (32 kept) into S24Q4 storage words, exactly: a kept value is
+/// `q * scale + min`.
+pub fn pack_s24_q4_from_parts(
+    qs: &[u8],
+    positions: &[u8],
+    scales: &[f16],
+    mins: &[f16],
+    n: usize,
+    k: usize,
+) -> Result<Vec<u32>> {
+    const OP: &str = "pack_s24_q4_from_parts";
+    // Two kept quants per four elements.
+    let numel = 2 * qs.len();
+    let blocks = check_geometry(OP, DType::S24Q4, numel, n, k)?;
+    check_len(OP, "position count (two per four elements)", numel / 2, positions.len())?;
+    check_len(OP, "scale count (one per 64 elements)", blocks, scales.len())?;
+    check_len(OP, "min count (one per 64 elements)", blocks, mins.len())?;
+    if let Some(&q) = qs.iter().find(|&&q| q > 15) {
+        return Err(Error::shape(OP, "4-bit quant", "0..=15", q));
+    }
+    check_positions(OP, positions)?;
+    let mut words = vec![0u32; (DType::S24Q4.bytes_for(numel) / 4) as usize];
+    for (w, oct) in words.iter_mut().zip(qs.chunks(8)) {
+        *w = oct.iter().enumerate().map(|(i, &q)| (q as u32) << (4 * i)).fold(0, |a, b| a | b);
+    }
+    let base = (DType::S24Q4.scales_offset(numel) / 4) as usize;
+    put_positions(&mut words, base, positions, 32, 3);
+    for (b, (s, m)) in scales.iter().zip(mins).enumerate() {
+        words[base + 3 * b + 2] = s.to_bits() as u32 | (m.to_bits() as u32) << 16;
+    }
+    Ok(words)
+}
+
+/// Packs row-major `[n, k]` values, at most two non-zeros in every group of four along k, into
+/// S24Q4 storage words: the 32 kept values of each block of 64 are quantized as a Q4 group
+/// (round to nearest, the module docs' rule). Errors on a group with more than two non-zeros.
+pub fn pack_s24_q4(dense: &[f32], n: usize, k: usize) -> Result<Vec<u32>> {
+    const OP: &str = "pack_s24_q4";
+    check_geometry(OP, DType::S24Q4, dense.len(), n, k)?;
+    let positions = kept_positions(OP, dense)?;
+    let kept: Vec<f32> = positions.iter().enumerate().map(|(i, &p)| dense[(i / 2) * 4 + p as usize]).collect();
+    let mut qs = Vec::with_capacity(kept.len());
+    let (mut scales, mut mins) = (Vec::new(), Vec::new());
+    for block in kept.chunks(32) {
+        let (scale, min) = quantize_q4_group(block, &mut qs);
+        scales.push(scale);
+        mins.push(min);
+    }
+    pack_s24_q4_from_parts(&qs, &positions, &scales, &mins, n, k)
+}
+
+/// The kept quants, their positions, and the per-block scales and mins of S24Q4 storage words
+/// (the inverse of `pack_s24_q4_from_parts`).
+#[allow(clippy::type_complexity)]
+pub fn unpack_s24_q4(words: &[u32], n: usize, k: usize) -> Result<(Vec<u8>, Vec<u8>, Vec<f16>, Vec<f16>)> {
+    const OP: &str = "unpack_s24_q4";
+    let numel = n * k;
+    let blocks = check_geometry(OP, DType::S24Q4, numel, n, k)?;
+    check_words(OP, DType::S24Q4, words, numel)?;
+    let qs = (0..numel / 2).map(|i| ((words[i / 8] >> (4 * (i % 8))) & 15) as u8).collect();
+    let base = (DType::S24Q4.scales_offset(numel) / 4) as usize;
+    let positions = get_positions(words, base, numel / 2, 32, 3);
+    let scales = (0..blocks).map(|b| f16::from_bits(words[base + 3 * b + 2] as u16)).collect();
+    let mins = (0..blocks).map(|b| f16::from_bits((words[base + 3 * b + 2] >> 16) as u16)).collect();
+    Ok((qs, positions, scales, mins))
 }
 
 /// `round(a / step)` for `a >= 0`, ties away from zero, clamped to `qmax`, computed exactly:

@@ -59,7 +59,8 @@ impl Tensor {
         Ok(Tensor { buffer: Arc::new(buffer), offset: 0, scales, contiguous: true, shape: shape.to_vec(), dtype })
     }
 
-    /// Uploads f32 values, converting them to `dtype` (F32 or F16).
+    /// Uploads f32 values, converting them to `dtype` (F32 or F16, or packing them 2:4 sparse
+    /// for S24F16 / S24Q4).
     pub fn from_f32(gpu: &Gpu, shape: &[usize], dtype: DType, data: &[f32]) -> Result<Tensor> {
         let t = Tensor::empty(gpu, shape, dtype)?;
         t.write_f32(gpu, data)?;
@@ -80,7 +81,8 @@ impl Tensor {
         Ok(t)
     }
 
-    /// Overwrites the contents with f32 values converted to this tensor's dtype.
+    /// Overwrites the contents with f32 values converted to this tensor's dtype (2:4 sparse
+    /// dtypes: packed on the CPU; only a whole tensor).
     pub fn write_f32(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
         self.check_len("write_f32", data.len())?;
         match self.dtype {
@@ -94,7 +96,20 @@ impl Tensor {
                 }
                 self.write_words(gpu, &crate::dtype::pack_f16(data))
             }
-            other => Err(Error::dtype("write_f32", "tensor", &[DType::F32, DType::F16], other)),
+            // 2:4 sparse values are packed on the CPU (a group with more than two non-zeros errs).
+            DType::S24F16 | DType::S24Q4 => {
+                let k = self.shape.last().copied().unwrap_or(1).max(1);
+                let words = if self.dtype == DType::S24F16 {
+                    crate::dtype::pack_s24_f16(data, data.len() / k, k)?
+                } else {
+                    crate::dtype::pack_s24_q4(data, data.len() / k, k)?
+                };
+                self.write_words(gpu, &words)
+            }
+            other => {
+                let floats = [DType::F32, DType::F16, DType::S24F16, DType::S24Q4];
+                Err(Error::dtype("write_f32", "tensor", &floats, other))
+            }
         }
     }
 

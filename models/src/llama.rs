@@ -186,7 +186,7 @@ fn norm_gate_up(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor, xb:
 /// `x += w . input` (a residual connection): for one row, the matvec adds into `x` itself; else
 /// the projection into `scratch`, then an add.
 fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &Tensor) -> Result<Op> {
-    if input.shape()[0] == 1 && matches!(w.dtype(), DType::F16 | DType::F32) {
+    if input.shape()[0] == 1 && matches!(w.dtype(), DType::F16 | DType::F32 | DType::S24F16 | DType::S24Q4) {
         return Ok(matvec::matvec_accumulate(gpu, w, input, x)?);
     }
     Ok(linear(gpu, input, w, scratch)?.then(add::add(gpu, x, scratch)?))
@@ -355,14 +355,33 @@ fn stack_rows<const N: usize>(gpu: &Gpu, parts: [&Tensor; N]) -> Result<(Tensor,
     Ok((stacked, views))
 }
 
-/// [`stack_rows`] for packed (quantized) weights, whose quants and scales sit in separate
-/// regions of a tensor: each part's quants and scales are unpacked on the CPU, concatenated in
-/// row order and packed again (no rounding: the same quants and scales).
+/// [`stack_rows`] for packed (quantized or 2:4 sparse) weights, whose quants and scales sit in
+/// separate regions of a tensor: each part's quants and scales (sparse: values, positions and
+/// scales) are unpacked on the CPU, concatenated in row order and packed again (no rounding).
 fn stack_packed_rows<const N: usize>(gpu: &Gpu, parts: [&Tensor; N], shape: &[usize]) -> Result<(Tensor, [Tensor; N])> {
     use shaderlm_engine::dtype::{pack_q4_from_blocks, pack_q8_from_blocks, unpack_q4, unpack_q8};
+    use shaderlm_engine::dtype::{pack_s24_f16_from_parts, pack_s24_q4_from_parts, unpack_s24_f16, unpack_s24_q4};
     let dtype = parts[0].dtype();
     let (n, k) = (shape[0], shape[1]);
-    let words = if dtype == DType::Q8 {
+    let words = if dtype == DType::S24F16 {
+        let (mut values, mut positions) = (Vec::new(), Vec::new());
+        for p in parts {
+            let (v, pos) = unpack_s24_f16(&p.to_words(gpu)?, p.shape()[0], k)?;
+            values.extend(v);
+            positions.extend(pos);
+        }
+        pack_s24_f16_from_parts(&values, &positions, n, k)?
+    } else if dtype == DType::S24Q4 {
+        let (mut qs, mut positions, mut scales, mut mins) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for p in parts {
+            let (q, pos, s, m) = unpack_s24_q4(&p.to_words(gpu)?, p.shape()[0], k)?;
+            qs.extend(q);
+            positions.extend(pos);
+            scales.extend(s);
+            mins.extend(m);
+        }
+        pack_s24_q4_from_parts(&qs, &positions, &scales, &mins, n, k)?
+    } else if dtype == DType::Q8 {
         let (mut qs, mut scales) = (Vec::new(), Vec::new());
         for p in parts {
             let (q, s) = unpack_q8(&p.to_words(gpu)?, p.shape()[0], k)?;

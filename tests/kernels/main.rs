@@ -27,5 +27,6 @@ mod rope_kv_cache;
 mod sample;
 mod silu_mul;
 mod softmax;
+mod sparse;
 mod swiglu;
 mod tensor;

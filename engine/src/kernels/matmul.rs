@@ -5,7 +5,8 @@
 //! dispatch each; every dispatch writes its columns of `y` at `row_offset`.
 //!
 //! Packed weights (Q8, Q4, Q4G128) take `matmul_q8` / `matmul_q4`: the same tiling, with the
-//! W tile dequantized a quant word at a time while it is staged.
+//! W tile dequantized a quant word at a time while it is staged. 2:4 sparse weights (S24F16,
+//! S24Q4) take `matmul_s24`: the W tile unpacked a group of four at a time.
 //!
 //! F16 weights take `matmul_coop` (tensor cores) where the adapter has cooperative matrices
 //! with a 16x16x16 f16 x f16 -> f32 configuration and one subgroup size, and `k % 4 == 0`;
@@ -19,6 +20,7 @@ const SHADER: Shader = shader!("matmul");
 const Q8: Shader = shader!("matmul_q8");
 const Q4: Shader = shader!("matmul_q4");
 const COOP: Shader = shader!("matmul_coop");
+const S24: Shader = shader!("matmul_s24");
 
 /// Threads per workgroup along m and n (WGSL overrides `THREADS_M`, `THREADS_N`), the tile
 /// depth along k (`TILE_K`), and the outputs per thread along each axis (fixed in the shader).
@@ -70,10 +72,10 @@ pub struct Params {
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 32);
 
-/// `y[m, n] = sum_k x[m, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32, F16, Q8, Q4 or
-/// Q4G128; `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes, `M == 1` included
-/// (packed weights have `K` a multiple of their group). F16 weights run on the tensor cores
-/// where [`coop_available`] says so (x is then rounded to f16).
+/// `y[m, n] = sum_k x[m, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32, F16, Q8, Q4,
+/// Q4G128, S24F16 or S24Q4; `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes,
+/// `M == 1` included (packed weights have `K` a multiple of their group). F16 weights run on the
+/// tensor cores where [`coop_available`] says so (x is then rounded to f16).
 pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     let k = x.shape().last().copied().unwrap_or(0);
     if w.dtype() == DType::F16 && k % 4 == 0 && coop_available(gpu) {
@@ -94,7 +96,8 @@ pub fn matmul_with(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, config: Matmul
         return Err(Error::shape(OP, "threads per workgroup (1..=32 each way)", "1..=32", config));
     }
     expect_dtype(OP, "x", x, &[DType::F32])?;
-    expect_dtype(OP, "w", w, &[DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128])?;
+    let weights = [DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128, DType::S24F16, DType::S24Q4];
+    expect_dtype(OP, "w", w, &weights)?;
     expect_dtype(OP, "y", y, &[DType::F32])?;
     let (m, k) = dims2(OP, "x", x)?;
     let (n, wk) = dims2(OP, "w", w)?;
@@ -110,6 +113,10 @@ pub fn matmul_with(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, config: Matmul
     let mut constants = vec![("THREADS_M", threads_m as f64), ("THREADS_N", threads_n as f64), ("TILE_K", TILE_K as f64)];
     let shader = match w.dtype() {
         DType::Q8 => &Q8,
+        DType::S24F16 | DType::S24Q4 => {
+            constants.push(("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64));
+            &S24
+        }
         DType::Q4 | DType::Q4G128 => {
             constants.push(("GROUP", w.dtype().group().unwrap_or(32) as f64));
             &Q4

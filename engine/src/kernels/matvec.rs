@@ -10,6 +10,10 @@
 //! `matvec_q4[_subgroup]` read 16-byte quant words and one scale per group (rows are always whole
 //! 16-byte words, so there is no scalar variant).
 //!
+//! 2:4 sparse weights (S24F16, S24Q4) take `matvec_s24[_subgroup]`: a thread reads a 16-byte
+//! word of kept values (16 or 64 elements' worth) and their positions at a time and picks each
+//! kept value's x by its position, so only the stored bytes are read.
+//!
 //! A weight larger than one storage binding is bound in row chunks, one dispatch each; every
 //! dispatch writes its rows of `y` at `row_offset`.
 
@@ -24,6 +28,8 @@ const Q8: Shader = shader!("matvec_q8");
 const Q8_SUBGROUP: Shader = shader!("matvec_q8_subgroup");
 const Q4: Shader = shader!("matvec_q4");
 const Q4_SUBGROUP: Shader = shader!("matvec_q4_subgroup");
+const S24: Shader = shader!("matvec_s24");
+const S24_SUBGROUP: Shader = shader!("matvec_s24_subgroup");
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -33,7 +39,7 @@ pub struct Params {
     /// Elements per row, the length of x.
     pub k: u32,
     /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32, `k / 16` for Q8, `k / 32` for
-    /// Q4); the vectorized shaders' stride.
+    /// Q4, `k / 16` for S24F16, `k / 64` for S24Q4); the vectorized shaders' stride.
     pub row_words: u32,
     /// Index in y of this dispatch's first row.
     pub row_offset: u32,
@@ -85,7 +91,7 @@ impl MatvecConfig {
     }
 }
 
-/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32, F16, Q8, Q4 or Q4G128; `x`: F32, `[K]` or
+/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32, F16, Q8, Q4, Q4G128, S24F16 or S24Q4; `x`: F32, `[K]` or
 /// `[1, K]` (16-byte aligned for a packed `w`); `y`: F32, `[N]` or `[1, N]`, a buffer distinct
 /// from `x` and `w`.
 pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
@@ -93,9 +99,11 @@ pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
 }
 
 /// `y[n] += sum_k w[n, k] * x[k]`: [`matvec`] adding into `y` instead of overwriting it (a
-/// residual connection folded into the projection: the shaders' ACCUMULATE epilogue).
+/// residual connection folded into the projection: the shaders' ACCUMULATE epilogue). `w`: F32,
+/// F16, S24F16 or S24Q4 (the Q8 and Q4 shaders have no such epilogue).
 pub fn matvec_accumulate(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
-    matvec_epilogue(gpu, w, x, y, MatvecConfig::for_gpu(gpu), true)
+    expect_dtype("matvec_accumulate", "w", w, &[DType::F32, DType::F16, DType::S24F16, DType::S24Q4])?;
+    matvec_epilogue(gpu, w, x, y, MatvecConfig::for_weight(gpu, w), true)
 }
 
 /// [`matvec`] with an explicit workgroup shape (for tuning and benchmarks).
@@ -105,7 +113,8 @@ pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
 
 fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig, accumulate: bool) -> Result<Op> {
     const OP: &str = "matvec";
-    expect_dtype(OP, "w", w, &[DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128])?;
+    let weights = [DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128, DType::S24F16, DType::S24Q4];
+    expect_dtype(OP, "w", w, &weights)?;
     expect_dtype(OP, "x", x, &[DType::F32])?;
     expect_dtype(OP, "y", y, &[DType::F32])?;
     let (n, k) = dims2(OP, "w", w)?;
@@ -120,7 +129,7 @@ fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
         return Ok(Op::empty());
     }
     if w.dtype().is_packed() {
-        return matvec_packed(gpu, w, x, y, config);
+        return matvec_packed(gpu, w, x, y, config, accumulate);
     }
     let chunks = w.row_chunks(gpu)?;
     // 16-byte words per row; the vectorized shaders need every row and binding on a word.
@@ -158,23 +167,29 @@ fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
     Ok(Op { dispatches })
 }
 
-/// matvec of a packed weight (checked by `matvec_with`): one dispatch per row chunk, binding
-/// the chunk's quants and scales.
-fn matvec_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig) -> Result<Op> {
+/// matvec of a packed weight (checked by `matvec_epilogue`; `accumulate` only for 2:4 sparse):
+/// one dispatch per row chunk, binding the chunk's quants and scales (sparse: values and meta).
+fn matvec_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig, accumulate: bool) -> Result<Op> {
     const OP: &str = "matvec";
     if !x.offset().is_multiple_of(16) {
         return Err(Error::shape(OP, "x offset for a packed weight (16-byte aligned)", 0, x.offset() % 16));
     }
     let k = w.shape()[1];
     let row_words = (w.dtype().quant_bytes(k) / 16) as u32;
+    let sparse = w.dtype().is_sparse();
     let shader = match (w.dtype(), gpu.info().features.subgroups) {
+        (DType::S24F16 | DType::S24Q4, true) => &S24_SUBGROUP,
+        (DType::S24F16 | DType::S24Q4, false) => &S24,
         (DType::Q8, true) => &Q8_SUBGROUP,
         (DType::Q8, false) => &Q8,
         (_, true) => &Q4_SUBGROUP,
         (_, false) => &Q4,
     };
     let mut constants = vec![("WORKGROUP_SIZE", config.workgroup_size as f64), ("ROWS", config.rows_per_workgroup as f64)];
-    if w.dtype() != DType::Q8 {
+    if sparse {
+        constants.push(("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64));
+        constants.push(("ACCUMULATE", accumulate as u8 as f64));
+    } else if w.dtype() != DType::Q8 {
         // Quant words per scale group: 32 elements per word.
         constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
     }
