@@ -6,7 +6,13 @@
 //! cargo run --release --example engine_bench -- --sweep   # also try matvec workgroup shapes
 //! cargo run --release --example engine_bench -- --coop    # only: tensor-core vs tiled matmul
 //! cargo run --release --example engine_bench -- --coop --sweep   # ... and coop tile shapes
+//! cargo run --release --example engine_bench -- --quant-sweep   # packed matvec paths and shapes
 //! ```
+//!
+//! `--quant-sweep` prints only the copy bandwidth and, for Q8, Q4 and Q4G128 weights at the
+//! Llama-2-7B shapes (4096x4096, 11008x4096, 4096x11008) and SmolLM2-135M's (576x576, 1536x576,
+//! 576x1536), the f16 matvec beside every packed path (`QuantPath::Float`, `QuantPath::Dot4`)
+//! and workgroup shape: µs per call, GB/s of the bytes stored, and the speed-up over f16.
 //!
 //! It prints, for the adapter it opens (`SHADERLM_ADAPTER` picks one):
 //! 1. copy bandwidth: one large buffer-to-buffer copy, counted two ways, read + write
@@ -33,7 +39,7 @@
 use std::time::Instant;
 
 use shaderlm_engine::kernels::matmul::{coop_available, matmul, matmul_coop_with, matmul_with, CoopConfig, MatmulConfig};
-use shaderlm_engine::kernels::matvec::{matvec_with, MatvecConfig};
+use shaderlm_engine::kernels::matvec::{matvec_quant_with, matvec_with, MatvecConfig, QuantMatvecConfig, QuantPath};
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Result, Tensor};
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -68,8 +74,9 @@ fn main() -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let sweep = args.iter().any(|a| a == "--sweep");
     let coop = args.iter().any(|a| a == "--coop");
-    if let Some(a) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--sweep" | "--coop")) {
-        eprintln!("unknown argument {a:?}; usage: engine_bench [--quick] [--sweep] [--coop]");
+    let quant_sweep = args.iter().any(|a| a == "--quant-sweep");
+    if let Some(a) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--sweep" | "--coop" | "--quant-sweep")) {
+        eprintln!("unknown argument {a:?}; usage: engine_bench [--quick] [--sweep] [--coop] [--quant-sweep]");
         std::process::exit(2);
     }
     let shapes = if quick { &QUICK } else { &FULL };
@@ -114,6 +121,9 @@ fn main() -> Result<()> {
     println!("shader copy (kernels::copy) of {} MiB: {:.3} ms", copy_bytes >> 20, copy.seconds() * 1e3);
     println!("  read + write  {:>8.1} GB/s   (2 x bytes copied / time)", 2.0 * copy_read);
     println!("  read only     {:>8.1} GB/s   (bytes copied / time; the matvec comparison below)", copy_read);
+    if quant_sweep {
+        return quant_sweep_table(&gpu, shapes, copy_read);
+    }
 
     // 2. Matvec.
     let config = MatvecConfig::for_gpu(&gpu);
@@ -246,6 +256,98 @@ fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
     Ok(())
 }
 
+/// Shapes (N x K) of the quant sweep: Llama-2-7B's projections, then SmolLM2-135M's.
+const QUANT_SHAPES: [(usize, usize); 6] = [(4096, 4096), (11008, 4096), (4096, 11008), (576, 576), (1536, 576), (576, 1536)];
+const QUANT_SHAPES_QUICK: [(usize, usize); 6] = [(512, 512), (1376, 512), (512, 1376), (576, 576), (1536, 576), (576, 1536)];
+
+/// `--quant-sweep`: per shape, the f16 matvec, then for each packed dtype its default
+/// (`QuantMatvecConfig::for_weight`) and the best workgroup shapes of each path.
+fn quant_sweep_table(gpu: &Gpu, shapes: &Shapes, copy_read: f64) -> Result<()> {
+    let quick = shapes.rotate_bytes == 0;
+    let runs = shapes.timed_runs;
+    println!();
+    println!("packed matvec paths: bytes = weight as stored (quants + scales) + x + y; x f16 = f16 time / this time");
+    println!(
+        "{:>13} {:>7} {:>6} {:>7} {:>5} {:>9} {:>9} {:>8} {:>7}",
+        "N x K", "w", "path", "threads", "rows", "us", "GB/s", "of copy", "x f16"
+    );
+    let mut summary = Vec::new();
+    for &(n, k) in if quick { &QUANT_SHAPES_QUICK } else { &QUANT_SHAPES } {
+        let f16 = MatvecBench::new(gpu, n, k, DType::F16, shapes.rotate_bytes)?;
+        let f16_config = MatvecConfig::for_weight(gpu, &f16.weights[0]);
+        let f16_us = f16.time(gpu, f16_config, runs)?.seconds() * 1e6;
+        let line = |w: &str, path: &str, threads: u32, rows: u32, us: f64, bytes: u64| {
+            let gbs = bytes as f64 / us / 1e3;
+            println!(
+                "{:>13} {:>7} {:>6} {:>7} {:>5} {:>9.2} {:>9.1} {:>7.1}% {:>6.2}x",
+                format!("{n} x {k}"),
+                w,
+                path,
+                threads,
+                rows,
+                us,
+                gbs,
+                100.0 * gbs / copy_read,
+                f16_us / us
+            );
+        };
+        line("f16", "-", f16_config.workgroup_size, f16_config.rows_per_workgroup, f16_us, f16.bytes);
+        drop(f16);
+        for dtype in [DType::Q8, DType::Q4, DType::Q4G128] {
+            if dtype.group().is_some_and(|g| k % g != 0) {
+                continue;
+            }
+            let bench = MatvecBench::new(gpu, n, k, dtype, shapes.rotate_bytes)?;
+            let default = QuantMatvecConfig::for_weight(gpu, &bench.weights[0]);
+            let default_us = bench.time_quant(gpu, default, runs)?.seconds() * 1e6;
+            let (threads, rows) = (default.workgroup_size, default.rows_per_workgroup);
+            line(&format!("{dtype}"), &format!("{:?}*", default.path), threads, rows, default_us, bench.bytes);
+            let paths: &[QuantPath] =
+                if gpu.info().features.subgroups { &[QuantPath::Float, QuantPath::Dot4] } else { &[QuantPath::Float] };
+            for &path in paths {
+                let mut results = Vec::new();
+                let rows: &[u32] = if path == QuantPath::Dot4 { &[1, 2, 4, 8, 16] } else { &[1, 2, 4, 8] };
+                for workgroup_size in [32, 64, 128, 256, 512] {
+                    for &rows_per_workgroup in rows {
+                        let config = QuantMatvecConfig { workgroup_size, rows_per_workgroup, path };
+                        // Shapes the device refuses are skipped.
+                        if let Ok(t) = bench.time_quant(gpu, config, runs) {
+                            results.push((t.seconds() * 1e6, config));
+                        }
+                    }
+                }
+                results.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for (us, c) in results.iter().take(4) {
+                    line(&format!("{dtype}"), &format!("{:?}", c.path), c.workgroup_size, c.rows_per_workgroup, *us, bench.bytes);
+                }
+                if let Some(&(us, c)) = results.first() {
+                    summary.push(format!(
+                        "  {:>13} {:>7} best {:?}: {} threads x {} rows, {:.2} us = {:.2}x f16 (default {:?} {}x{}: {:.2}x)",
+                        format!("{n} x {k}"),
+                        dtype.to_string(),
+                        path,
+                        c.workgroup_size,
+                        c.rows_per_workgroup,
+                        us,
+                        f16_us / us,
+                        default.path,
+                        default.workgroup_size,
+                        default.rows_per_workgroup,
+                        f16_us / default_us
+                    ));
+                }
+            }
+        }
+    }
+    println!();
+    println!("summary (* above marks the default, QuantMatvecConfig::for_weight):");
+    for s in summary {
+        println!("{s}");
+    }
+    Ok(())
+}
+
+
 /// The weight dtypes measured (each 2:4 sparse one after its dense twin).
 const WEIGHT_DTYPES: [DType; 7] =
     [DType::F32, DType::F16, DType::S24F16, DType::Q8, DType::Q4, DType::S24Q4, DType::Q4G128];
@@ -311,6 +413,18 @@ impl MatvecBench {
     fn time(&self, gpu: &Gpu, config: MatvecConfig, runs: usize) -> Result<Timing> {
         let ops =
             self.weights.iter().map(|w| matvec_with(gpu, w, &self.x, &self.y, config)).collect::<Result<Vec<Op>>>()?;
+        time_runs(gpu, runs, ops[0].labels().len(), |rec, i| {
+            rec.run(&ops[i % ops.len()]);
+            Ok(())
+        })
+    }
+
+    fn time_quant(&self, gpu: &Gpu, config: QuantMatvecConfig, runs: usize) -> Result<Timing> {
+        let ops = self
+            .weights
+            .iter()
+            .map(|w| matvec_quant_with(gpu, w, &self.x, &self.y, config))
+            .collect::<Result<Vec<Op>>>()?;
         time_runs(gpu, runs, ops[0].labels().len(), |rec, i| {
             rec.run(&ops[i % ops.len()]);
             Ok(())

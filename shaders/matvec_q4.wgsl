@@ -1,7 +1,7 @@
 // matvec_q4.wgsl: matrix-vector product for decode with a Q4 weight (groups of 32 or 128),
 // dequantized on the fly; portable reduction (no subgroups needed). matvec_q4_subgroup.wgsl is
 // the fast path.
-//   y[row_offset + r] = sum_k (q[r, k] * scale[r, g] + min[r, g]) * x[k],  g = k / GROUP
+//   y[row_offset + r] = sum_k (q[r, k] * scale[r, g] + min[r, g]) * x[k],  g = k / GROUP   (+= with ACCUMULATE)
 //                     = sum_g scale[r, g] * (sum_{k in g} q[r, k] x[k]) + min[r, g] * (sum_{k in g} x[k])
 // Bandwidth-bound: every quant byte is read once, in 16-byte words (32 nibbles) by neighbouring
 // threads (coalesced); one scale/min word per group, read by the GROUP / 32 threads sharing it.
@@ -41,6 +41,8 @@ struct Params {
 
 override WORKGROUP_SIZE: u32 = 256u;
 override ROWS: u32 = 4u;
+// The epilogue: y = W x, or with ACCUMULATE y += W x (a residual connection added in place).
+override ACCUMULATE: bool = false;
 override GROUP_WORDS: u32 = 1u;
 
 // Per-thread accumulators: a function-scope array of constant size; ROWS may not exceed it.
@@ -92,6 +94,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        y[params.row_offset + row0 + r] = partials[r * WORKGROUP_SIZE];
+        let i = params.row_offset + row0 + r;
+        if (ACCUMULATE) {
+            y[i] += partials[r * WORKGROUP_SIZE];
+        } else {
+            y[i] = partials[r * WORKGROUP_SIZE];
+        }
     }
 }

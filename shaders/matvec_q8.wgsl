@@ -1,6 +1,6 @@
 // matvec_q8.wgsl: matrix-vector product for decode with a Q8 weight, dequantized on the fly;
 // portable reduction (no subgroups needed). matvec_q8_subgroup.wgsl is the fast path.
-//   y[row_offset + r] = sum_k (q[r, k] * scale[r, k / 32]) * x[k]     for r < rows
+//   y[row_offset + r] = sum_k (q[r, k] * scale[r, k / 32]) * x[k]     for r < rows   (+= with ACCUMULATE)
 //                     = sum_g scale[r, g] * (sum_{k in group g} q[r, k] * x[k])
 // Bandwidth-bound: every quant byte is read once, in 16-byte words (16 int8) by neighbouring
 // threads (coalesced); each scale (one per 32 quants) is read by the two threads that share it.
@@ -37,6 +37,8 @@ struct Params {
 
 override WORKGROUP_SIZE: u32 = 256u;
 override ROWS: u32 = 4u;
+// The epilogue: y = W x, or with ACCUMULATE y += W x (a residual connection added in place).
+override ACCUMULATE: bool = false;
 
 // Per-thread accumulators: a function-scope array of constant size; ROWS may not exceed it.
 const MAX_ROWS: u32 = 8u;
@@ -80,6 +82,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        y[params.row_offset + row0 + r] = partials[r * WORKGROUP_SIZE];
+        let i = params.row_offset + row0 + r;
+        if (ACCUMULATE) {
+            y[i] += partials[r * WORKGROUP_SIZE];
+        } else {
+            y[i] = partials[r * WORKGROUP_SIZE];
+        }
     }
 }

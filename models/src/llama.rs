@@ -135,7 +135,7 @@ fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
 /// norm into `xb`, then the projection.
 #[allow(clippy::too_many_arguments)]
 fn norm_linear(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, y: &Tensor, xb: &Tensor, eps: f32) -> Result<Op> {
-    if x.shape()[0] == 1 && rms_norm_matvec::fits(gpu, w, x, g) {
+    if x.shape()[0] == 1 && (rms_norm_matvec::fits(gpu, w, x, g) || rms_norm_matvec::fits_packed(gpu, w, x, g)) {
         return Ok(rms_norm_matvec::rms_norm_matvec(gpu, x, g, w, y, eps)?);
     }
     Ok(rms_norm::rms_norm(gpu, x, g, xb, eps)?.then(linear(gpu, xb, w, y)?))
@@ -176,17 +176,17 @@ fn norm_qkv_rope(
 /// projection into `gu`, then the gate.
 #[allow(clippy::too_many_arguments)]
 fn norm_gate_up(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor, xb: &Tensor, gu: &Tensor, eps: f32) -> Result<Op> {
-    if x.shape()[0] == 1 && rms_norm_matvec::fits(gpu, w, x, g) {
+    if x.shape()[0] == 1 && (rms_norm_matvec::fits(gpu, w, x, g) || rms_norm_matvec::fits_packed(gpu, w, x, g)) {
         return Ok(rms_norm_matvec_swiglu::rms_norm_matvec_swiglu(gpu, x, g, w, out, eps)?);
     }
     let norm = rms_norm::rms_norm(gpu, x, g, xb, eps)?;
     Ok(norm.then(linear(gpu, xb, w, gu)?).then(swiglu::swiglu(gpu, gu, out)?))
 }
 
-/// `x += w . input` (a residual connection): for one row, the matvec adds into `x` itself; else
-/// the projection into `scratch`, then an add.
+/// `x += w . input` (a residual connection): for one row, the matvec (float or packed weight)
+/// adds into `x` itself; else the projection into `scratch`, then an add.
 fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &Tensor) -> Result<Op> {
-    if input.shape()[0] == 1 && matches!(w.dtype(), DType::F16 | DType::F32 | DType::S24F16 | DType::S24Q4) {
+    if input.shape()[0] == 1 {
         return Ok(matvec::matvec_accumulate(gpu, w, input, x)?);
     }
     Ok(linear(gpu, input, w, scratch)?.then(add::add(gpu, x, scratch)?))

@@ -8,6 +8,10 @@
 //! matvec / matmul: the GPU sums in f32 (matvec as scale * sum(q x) + min * sum(x) per group),
 //! the reference in f64; we allow 1e-5 of sum_k (|q scale| + |min|) |x[k]| plus 1e-7, the
 //! bound used for float weights (tests/kernels/matvec.rs) with the terms the kernel adds.
+//! The `Dot4` matvec path rounds x to int8 first: its reference is the same sum over x as
+//! `reference::matvec::round_x_int8` rounds it (the min term over the exact x), with the same
+//! tolerance plus, for each x value that lies on a rounding boundary (the GPU may round it the
+//! other way), one step of x times |q scale|.
 
 use std::sync::OnceLock;
 
@@ -15,7 +19,12 @@ use half::f16;
 use shaderlm::checkpoint::gguf::dequantize as gguf_dequantize;
 use shaderlm::checkpoint::StoredDType;
 use shaderlm_engine::dtype::{self as packing, dequantize, quantize_q4, quantize_q8};
-use shaderlm_engine::kernels::matvec::{matvec, matvec_with, MatvecConfig};
+use shaderlm_engine::kernels::matvec::{
+    matvec, matvec_accumulate, matvec_quant_accumulate_with, matvec_quant_with, matvec_with, MatvecConfig,
+    QuantMatvecConfig, QuantPath,
+};
+use shaderlm_engine::kernels::rms_norm_matvec::{fits_packed, rms_norm_matvec};
+use shaderlm_engine::kernels::rms_norm_matvec_swiglu::rms_norm_matvec_swiglu;
 use shaderlm_engine::kernels::{matmul::matmul, quantize::quantize};
 use shaderlm_engine::{reference, DType, Error, Gpu, GpuOptions, Tensor};
 
@@ -281,20 +290,68 @@ fn packed_weight(gpu: &Gpu, dtype: DType, n: usize, k: usize, seed: u64) -> (Ten
     (w, dequantize(dtype, &words, n, k).unwrap(), term_magnitudes(dtype, &words, n, k))
 }
 
+/// What a packed matvec on `path` should give for the weight `words` `[n, k]` and x `xs`:
+/// the reference y and, per row, the scale its tolerance is proportional to, the x-rounding slack
+/// folded in (so that `atol + SUM_RTOL * scale` is the whole bound).
+fn packed_matvec_want(dtype: DType, words: &[u32], n: usize, k: usize, xs: &[f32], path: QuantPath) -> (Vec<f32>, Vec<f32>) {
+    let deq = dequantize(dtype, words, n, k).unwrap();
+    let terms = term_magnitudes(dtype, words, n, k);
+    let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
+    reference::matvec::matvec_abs(&terms, xs, &mut scale);
+    if path == QuantPath::Float {
+        reference::matvec::matvec(&deq, xs, &mut want);
+        return (want, scale);
+    }
+    let (rounded, slack) = reference::matvec::round_x_int8(xs);
+    // The kernel's two sums: sum (q scale) * rounded x, and (Q4) sum min * exact x.
+    let (products, mins): (Vec<f32>, Vec<f32>) = match dtype {
+        DType::Q8 => (deq, vec![0.0; n * k]),
+        d => {
+            let g = d.group().unwrap();
+            let (qs, scales, mins) = packing::unpack_q4(words, n, k, g).unwrap();
+            let qscale = qs.iter().enumerate().map(|(e, &q)| q as f32 * scales[e / g].to_f32()).collect();
+            (qscale, (0..n * k).map(|e| mins[e / g].to_f32()).collect())
+        }
+    };
+    let (mut by_rounded, mut by_min, mut rounded_scale, mut off) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    reference::matvec::matvec(&products, &rounded, &mut by_rounded);
+    reference::matvec::matvec(&mins, xs, &mut by_min);
+    reference::matvec::matvec_abs(&terms, &rounded, &mut rounded_scale);
+    reference::matvec::matvec_abs(&products, &slack, &mut off);
+    for r in 0..n {
+        want[r] = by_rounded[r] + by_min[r];
+        scale[r] = scale[r].max(rounded_scale[r]) + off[r] / SUM_RTOL;
+    }
+    (want, scale)
+}
+
+/// The shader a packed matvec on `path` records.
+fn packed_shader(gpu: &Gpu, dtype: DType, path: QuantPath) -> String {
+    let format = if dtype == DType::Q8 { "q8" } else { "q4" };
+    match (path, gpu.info().features.subgroups) {
+        (QuantPath::Dot4, _) => format!("matvec_{format}_dot4"),
+        (QuantPath::Float, true) => format!("matvec_{format}_subgroup"),
+        (QuantPath::Float, false) => format!("matvec_{format}"),
+    }
+}
+
+/// The quant paths `gpu` offers.
+fn quant_paths(gpu: &Gpu) -> Vec<QuantPath> {
+    if gpu.info().features.subgroups { vec![QuantPath::Float, QuantPath::Dot4] } else { vec![QuantPath::Float] }
+}
+
 fn check_matvec(gpu: &Gpu, dtype: DType, n: usize, k: usize) {
-    let case = format!("matvec n={n} k={k} w={dtype} [{}]", path(gpu));
-    let (w, deq, terms) = packed_weight(gpu, dtype, n, k, (n * 31 + k) as u64);
+    let words = quantize_cpu(dtype, &weights(n, k, (n * 31 + k) as u64), n, k);
+    let w = Tensor::from_words(gpu, &[n, k], dtype, &words).unwrap();
+    let quant = QuantMatvecConfig::for_weight(gpu, &w).path;
+    let case = format!("matvec n={n} k={k} w={dtype} {quant:?} [{}]", path(gpu));
     let xs = Rng::new(k as u64).vec(k, 1.0);
     let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
     let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
     let op = matvec(gpu, &w, &x, &y).unwrap();
-    let format = if dtype == DType::Q8 { "q8" } else { "q4" };
-    let subgroup = if gpu.info().features.subgroups { "_subgroup" } else { "" };
-    assert_eq!(op.labels(), [format!("matvec_{format}{subgroup}")], "{case}: shader");
+    assert_eq!(op.labels(), [packed_shader(gpu, dtype, quant)], "{case}: shader");
     let got = run_poisoned(gpu, &op, &y);
-    let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
-    reference::matvec::matvec(&deq, &xs, &mut want);
-    reference::matvec::matvec_abs(&terms, &xs, &mut scale);
+    let (want, scale) = packed_matvec_want(dtype, &words, n, k, &xs, quant);
     assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
 }
 
@@ -329,26 +386,77 @@ fn matvec_packed_matches_reference() {
     }
 }
 
-/// The workgroup shapes other GPUs get (`matvec` on lavapipe uses 32 threads): the discrete-GPU
-/// default, more threads than a row has words, odd row counts.
+/// Every path in the shapes other GPUs get (`matvec` on lavapipe uses 32 threads): the
+/// discrete-GPU defaults, more threads than a row has blocks, odd row counts, the most rows.
 #[test]
-fn matvec_packed_other_workgroup_shapes_match_reference() {
+fn matvec_packed_paths_and_workgroup_shapes_match_reference() {
     for gpu in gpus() {
-        for (workgroup_size, rows_per_workgroup) in [(256, 4), (128, 8), (64, 3), (1, 2)] {
-            let config = MatvecConfig { workgroup_size, rows_per_workgroup };
-            for dtype in PACKED {
-                for (n, k) in [(37, 4 * dtype.group().unwrap()), (5, 4096)] {
-                    let case = format!("matvec n={n} k={k} w={dtype} {config:?} [{}]", path(gpu));
-                    let (w, deq, terms) = packed_weight(gpu, dtype, n, k, 11);
-                    let xs = Rng::new(12).vec(k, 1.0);
-                    let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
-                    let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
-                    let got = run_poisoned(gpu, &matvec_with(gpu, &w, &x, &y, config).unwrap(), &y);
-                    let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
-                    reference::matvec::matvec(&deq, &xs, &mut want);
-                    reference::matvec::matvec_abs(&terms, &xs, &mut scale);
-                    assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+        for quant in quant_paths(gpu) {
+            let most_rows = if quant == QuantPath::Dot4 { 16 } else { 8 };
+            for (workgroup_size, rows_per_workgroup) in [(256, 4), (128, 8), (64, 3), (1, 2), (32, most_rows)] {
+                let config = QuantMatvecConfig { workgroup_size, rows_per_workgroup, path: quant };
+                for dtype in PACKED {
+                    for (n, k) in [(37, 4 * dtype.group().unwrap()), (5, 4096)] {
+                        let case = format!("matvec n={n} k={k} w={dtype} {config:?} [{}]", path(gpu));
+                        let words = quantize_cpu(dtype, &weights(n, k, 11), n, k);
+                        let w = Tensor::from_words(gpu, &[n, k], dtype, &words).unwrap();
+                        let xs = Rng::new(12).vec(k, 1.0);
+                        let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+                        let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
+                        let op = matvec_quant_with(gpu, &w, &x, &y, config).unwrap();
+                        assert_eq!(op.labels(), [packed_shader(gpu, dtype, quant)], "{case}: shader");
+                        let got = run_poisoned(gpu, &op, &y);
+                        let (want, scale) = packed_matvec_want(dtype, &words, n, k, &xs, quant);
+                        assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+                    }
                 }
+            }
+        }
+        // matvec_with keeps its meaning for packed weights: the Float path in that shape.
+        let (n, k) = (9, 64);
+        let words = quantize_cpu(DType::Q4, &weights(n, k, 13), n, k);
+        let w = Tensor::from_words(gpu, &[n, k], DType::Q4, &words).unwrap();
+        let xs = Rng::new(14).vec(k, 1.0);
+        let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+        let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
+        let op = matvec_with(gpu, &w, &x, &y, MatvecConfig { workgroup_size: 64, rows_per_workgroup: 3 }).unwrap();
+        assert_eq!(op.labels(), [packed_shader(gpu, DType::Q4, QuantPath::Float)]);
+        let got = run_poisoned(gpu, &op, &y);
+        let (want, scale) = packed_matvec_want(DType::Q4, &words, n, k, &xs, QuantPath::Float);
+        assert_close_to_scale("matvec_with q4", &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+    }
+}
+
+/// y += W x on every path (the default through `matvec_accumulate`, each path explicitly),
+/// starting from random y: every row gains exactly its product.
+#[test]
+fn matvec_packed_accumulate_adds_into_y() {
+    for gpu in gpus() {
+        for dtype in PACKED {
+            let (n, k) = (33, 2 * dtype.group().unwrap());
+            let words = quantize_cpu(dtype, &weights(n, k, 21), n, k);
+            let w = Tensor::from_words(gpu, &[n, k], dtype, &words).unwrap();
+            let xs = Rng::new(22).vec(k, 1.0);
+            let y0 = Rng::new(23).vec(n, 4.0);
+            let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+            let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
+            let default = QuantMatvecConfig::for_weight(gpu, &w);
+            let mut cases = vec![(default, matvec_accumulate(gpu, &w, &x, &y).unwrap())];
+            for quant in quant_paths(gpu) {
+                let config = QuantMatvecConfig { workgroup_size: 64, rows_per_workgroup: 3, path: quant };
+                cases.push((config, matvec_quant_accumulate_with(gpu, &w, &x, &y, config).unwrap()));
+            }
+            for (config, op) in cases {
+                let case = format!("accumulate n={n} k={k} w={dtype} {config:?} [{}]", path(gpu));
+                y.write_f32(gpu, &y0).unwrap();
+                run(gpu, &op);
+                let got = y.to_f32(gpu).unwrap();
+                let (mut want, mut scale) = packed_matvec_want(dtype, &words, n, k, &xs, config.path);
+                for r in 0..n {
+                    want[r] += y0[r];
+                    scale[r] += y0[r].abs();
+                }
+                assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
             }
         }
     }
@@ -363,6 +471,59 @@ fn matmul_packed_matches_reference() {
                     if k * (m + n) <= 300 * 1024 {
                         check_matmul(gpu, dtype, m, n, k);
                     }
+                }
+            }
+        }
+    }
+}
+
+// ---- norm fused into the packed matvec (the Dot4 path) ------------------------------------
+
+/// rms_norm_matvec and rms_norm_matvec_swiglu over packed weights on subgroup adapters: the
+/// norm computed by reference::rms_norm, then the Dot4 matvec's reference (x * g / rms rounded to
+/// int8 per block differs from the kernel's rounded x * g only by rounding, which the boundary
+/// slack covers), then for the gate reference::swiglu. The swiglu tolerance propagates the two
+/// sums' bounds through silu(a) * b (|silu'| < 1.1).
+#[test]
+fn rms_norm_matvec_packed_matches_reference() {
+    const EPS: f32 = 1e-5;
+    for gpu in gpus() {
+        for dtype in PACKED {
+            for (n, k) in [(1, dtype.group().unwrap()), (33, 2 * dtype.group().unwrap()), (7, 1024)] {
+                let case = format!("rms_norm_matvec n={n} k={k} w={dtype} [{}]", path(gpu));
+                let rows = 2 * n;
+                let words = quantize_cpu(dtype, &weights(rows, k, 31), rows, k);
+                let w = Tensor::from_words(gpu, &[rows, k], dtype, &words).unwrap();
+                let mut rng = Rng::new(32);
+                let xs = rng.vec(k, 5.0);
+                let gs: Vec<f32> = rng.vec(k, 0.5).iter().map(|v| v + 1.0).collect();
+                let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+                let g = Tensor::from_f32(gpu, &[k], DType::F32, &gs).unwrap();
+                if !gpu.info().features.subgroups {
+                    assert!(!fits_packed(gpu, &w, &x, &g), "{case}: needs subgroups");
+                    let y = Tensor::empty(gpu, &[rows], DType::F32).unwrap();
+                    assert!(shape(rms_norm_matvec(gpu, &x, &g, &w, &y, EPS)), "{case}: refused");
+                    continue;
+                }
+                assert!(fits_packed(gpu, &w, &x, &g), "{case}: fits");
+                let normed = reference::rms_norm::rms_norm(&xs, &gs, EPS);
+                let (want, scale) = packed_matvec_want(dtype, &words, rows, k, &normed, QuantPath::Dot4);
+
+                let y = Tensor::empty(gpu, &[rows], DType::F32).unwrap();
+                let got = run_poisoned(gpu, &rms_norm_matvec(gpu, &x, &g, &w, &y, EPS).unwrap(), &y);
+                assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+
+                let out = Tensor::empty(gpu, &[n], DType::F32).unwrap();
+                let op = rms_norm_matvec_swiglu(gpu, &x, &g, &w, &out, EPS).unwrap();
+                let got = run_poisoned(gpu, &op, &out);
+                let want_out = reference::swiglu::swiglu(&want, n);
+                let silu = |a: f32| a / (1.0 + (-a).exp());
+                for i in 0..n {
+                    let (ta, tb) = (SUM_ATOL + SUM_RTOL * scale[i], SUM_ATOL + SUM_RTOL * scale[n + i]);
+                    let (a, b) = (want[i], want[n + i]);
+                    let tol = 1.1 * ta * (b.abs() + tb) + silu(a).abs() * tb + 1e-6 * want_out[i].abs();
+                    let err = (got[i] - want_out[i]).abs();
+                    assert!(err <= tol, "{case} swiglu: out[{i}] = {}, want {} (tolerance {tol})", got[i], want_out[i]);
                 }
             }
         }
@@ -406,13 +567,15 @@ fn packed_row_chunks_match_reference() {
             let xs = Rng::new(5).vec(k, 1.0);
             let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
             let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
-            let op = matvec(gpu, &w, &x, &y).unwrap();
-            assert_eq!(op.labels().len(), chunks.len(), "{case}: a dispatch per chunk");
-            let got = run_poisoned(gpu, &op, &y);
-            let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
-            reference::matvec::matvec(&deq, &xs, &mut want);
-            reference::matvec::matvec_abs(&terms, &xs, &mut scale);
-            assert_close_to_scale(&format!("{case} matvec"), &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+            let words = quantize_cpu(dtype, &weights(n, k, 9), n, k);
+            for quant in quant_paths(gpu) {
+                let config = QuantMatvecConfig { path: quant, ..QuantMatvecConfig::for_weight(gpu, &w) };
+                let op = matvec_quant_with(gpu, &w, &x, &y, config).unwrap();
+                assert_eq!(op.labels().len(), chunks.len(), "{case}: a dispatch per chunk");
+                let got = run_poisoned(gpu, &op, &y);
+                let (want, scale) = packed_matvec_want(dtype, &words, n, k, &xs, quant);
+                assert_close_to_scale(&format!("{case} matvec {quant:?}"), &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+            }
 
             let m = 3;
             let xs = Rng::new(6).vec(m * k, 1.0);
@@ -466,6 +629,25 @@ fn packed_tensors_and_kernels_reject_bad_input() {
     assert!(dtype(matvec(gpu, &w, &x, &t(&[4], DType::F16))), "f16 y");
     assert!(shape(matvec(gpu, &w, &t(&[32], DType::F32), &y)), "x too short");
     assert!(shape(matvec(gpu, &w, &x, &x)), "y aliases x");
+    let config = |rows_per_workgroup, path| QuantMatvecConfig { workgroup_size: 64, rows_per_workgroup, path };
+    assert!(shape(matvec_quant_with(gpu, &w, &x, &y, config(9, QuantPath::Float))), "Float rows");
+    assert!(shape(matvec_quant_with(gpu, &w, &x, &y, config(0, QuantPath::Float))), "no rows");
+    if gpu.info().features.subgroups {
+        assert!(matvec_quant_with(gpu, &w, &x, &y, config(16, QuantPath::Dot4)).is_ok());
+        assert!(shape(matvec_quant_with(gpu, &w, &x, &y, config(17, QuantPath::Dot4))), "Dot4 rows");
+    }
+    let portable = gpus().iter().find(|g| !g.info().features.subgroups);
+    if let Some(p) = portable {
+        let (w, x, y) = (
+            Tensor::empty(p, &[4, 64], DType::Q4).unwrap(),
+            Tensor::empty(p, &[64], DType::F32).unwrap(),
+            Tensor::empty(p, &[4], DType::F32).unwrap(),
+        );
+        assert!(shape(matvec_quant_with(p, &w, &x, &y, config(2, QuantPath::Dot4))), "Dot4 without subgroups");
+        assert_eq!(QuantMatvecConfig::for_weight(p, &w).path, QuantPath::Float);
+    }
+    let f16_w = t(&[4, 64], DType::F16);
+    assert!(dtype(matvec_quant_with(gpu, &f16_w, &x, &y, config(2, QuantPath::Float))), "float w");
     let xm = t(&[2, 64], DType::F32);
     assert!(matmul(gpu, &xm, &w, &t(&[2, 4], DType::F32)).is_ok());
     assert!(dtype(matmul(gpu, &t(&[2, 64], DType::F16), &w, &t(&[2, 4], DType::F32))), "f16 x");

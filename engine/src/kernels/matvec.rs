@@ -6,13 +6,14 @@
 //! - `matvec_scalar`: one element per load, for a `k` whose rows do not start on 16-byte words
 //!   (F16 with `k % 8 != 0`, F32 with `k % 4 != 0`).
 //!
-//! Packed weights (Q8, Q4, Q4G128) are dequantized inside the kernel: `matvec_q8[_subgroup]` and
-//! `matvec_q4[_subgroup]` read 16-byte quant words and one scale per group (rows are always whole
-//! 16-byte words, so there is no scalar variant).
-//!
-//! 2:4 sparse weights (S24F16, S24Q4) take `matvec_s24[_subgroup]`: a thread reads a 16-byte
-//! word of kept values (16 or 64 elements' worth) and their positions at a time and picks each
-//! kept value's x by its position, so only the stored bytes are read.
+//! Packed weights (Q8, Q4, Q4G128) are dequantized inside the kernel, by one of two paths
+//! ([`QuantPath`], chosen by [`QuantMatvecConfig`]); rows are always whole 16-byte words, so
+//! there is no scalar variant:
+//! - `Float`: `matvec_q8[_subgroup]` and `matvec_q4[_subgroup]` turn every quant into an f32 and
+//!   multiply it by x in f32 (every adapter);
+//! - `Dot4`: `matvec_q8_dot4` and `matvec_q4_dot4` round x to int8 per block of 32 inside the
+//!   kernel and multiply it with the quants four at a time (`dot4I8Packed`); far less ALU and x
+//!   traffic per weight byte, at the cost of x's rounding (subgroup adapters; the default there).
 //!
 //! A weight larger than one storage binding is bound in row chunks, one dispatch each; every
 //! dispatch writes its rows of `y` at `row_offset`.
@@ -30,6 +31,8 @@ const Q4: Shader = shader!("matvec_q4");
 const Q4_SUBGROUP: Shader = shader!("matvec_q4_subgroup");
 const S24: Shader = shader!("matvec_s24");
 const S24_SUBGROUP: Shader = shader!("matvec_s24_subgroup");
+const Q8_DOT4: Shader = shader!("matvec_q8_dot4");
+const Q4_DOT4: Shader = shader!("matvec_q4_dot4");
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -39,7 +42,7 @@ pub struct Params {
     /// Elements per row, the length of x.
     pub k: u32,
     /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32, `k / 16` for Q8, `k / 32` for
-    /// Q4, `k / 16` for S24F16, `k / 64` for S24Q4); the vectorized shaders' stride.
+    /// Q4); the vectorized shaders' stride.
     pub row_words: u32,
     /// Index in y of this dispatch's first row.
     pub row_offset: u32,
@@ -91,45 +94,133 @@ impl MatvecConfig {
     }
 }
 
-/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32, F16, Q8, Q4, Q4G128, S24F16 or S24Q4; `x`: F32, `[K]` or
+/// Largest `rows_per_workgroup` of the `Dot4` shaders (their accumulator array).
+pub const MAX_DOT4_ROWS: u32 = 16;
+
+/// How a packed (Q8, Q4, Q4G128) matvec forms its dot products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantPath {
+    /// Every quant turned into an f32 and multiplied by x in f32 (`matvec_q8[_subgroup]`,
+    /// `matvec_q4[_subgroup]`): the dequantized weight times x up to f32 rounding; every adapter.
+    Float,
+    /// x rounded to int8 per block of 32 inside the kernel, then integer dot products of four
+    /// (`dot4I8Packed`) with the quants (`matvec_q8_dot4`, `matvec_q4_dot4`): a quant costs a
+    /// fraction of an instruction and x is read once per workgroup's rows, where the float path
+    /// converts each quant and reads 4-8 bytes of x per weight byte. Each product then errs by
+    /// at most |w| amax / 254 (amax: the largest |x| of its block), as in llama.cpp's Q8_1
+    /// activations. Needs the subgroup feature.
+    Dot4,
+}
+
+/// Path and workgroup shape of a packed matvec (WGSL `override`s); `engine_bench --quant-sweep`
+/// measures the alternatives on the GPU at hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuantMatvecConfig {
+    /// Threads per workgroup; a power of two.
+    pub workgroup_size: u32,
+    /// Consecutive rows of W each workgroup reduces (at most [`MAX_ROWS`] for `Float`,
+    /// [`MAX_DOT4_ROWS`] for `Dot4`).
+    pub rows_per_workgroup: u32,
+    pub path: QuantPath,
+}
+
+impl QuantMatvecConfig {
+    /// What `matvec` uses for the packed `w` on `gpu`. With subgroups: `Dot4`, one thread per
+    /// block of 32 elements of a row (at least 32, at most 256 threads) and 8 rows, so that a
+    /// thread's rounded x serves 8 rows and it has 8 quant loads in flight (a guess to be
+    /// checked by `engine_bench --quant-sweep`); 32 threads x 4 rows on a CPU adapter. Without
+    /// subgroups: `Float` in [`MatvecConfig::for_weight`]'s shape.
+    pub fn for_weight(gpu: &Gpu, w: &Tensor) -> QuantMatvecConfig {
+        let float = MatvecConfig::for_weight(gpu, w);
+        // 2:4 sparse weights have one path: their values are floats (or dequantized to them).
+        if !gpu.info().features.subgroups || w.dtype().is_sparse() {
+            return QuantMatvecConfig {
+                workgroup_size: float.workgroup_size,
+                rows_per_workgroup: float.rows_per_workgroup,
+                path: QuantPath::Float,
+            };
+        }
+        if gpu.info().device_type == "Cpu" {
+            return QuantMatvecConfig { workgroup_size: 32, rows_per_workgroup: 4, path: QuantPath::Dot4 };
+        }
+        let blocks = w.shape().last().map_or(32, |&k| k / 32) as u32;
+        let workgroup_size = blocks.next_power_of_two().clamp(32, 256);
+        QuantMatvecConfig { workgroup_size, rows_per_workgroup: 8, path: QuantPath::Dot4 }
+    }
+}
+
+/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32, F16, Q8, Q4 or Q4G128; `x`: F32, `[K]` or
 /// `[1, K]` (16-byte aligned for a packed `w`); `y`: F32, `[N]` or `[1, N]`, a buffer distinct
-/// from `x` and `w`.
+/// from `x` and `w`. A packed `w` takes [`QuantMatvecConfig::for_weight`]'s path.
 pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
+    if w.dtype().is_packed() {
+        return matvec_quant_with(gpu, w, x, y, QuantMatvecConfig::for_weight(gpu, w));
+    }
     matvec_with(gpu, w, x, y, MatvecConfig::for_weight(gpu, w))
 }
 
 /// `y[n] += sum_k w[n, k] * x[k]`: [`matvec`] adding into `y` instead of overwriting it (a
-/// residual connection folded into the projection: the shaders' ACCUMULATE epilogue). `w`: F32,
-/// F16, S24F16 or S24Q4 (the Q8 and Q4 shaders have no such epilogue).
+/// residual connection folded into the projection: the shaders' ACCUMULATE epilogue).
 pub fn matvec_accumulate(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
-    expect_dtype("matvec_accumulate", "w", w, &[DType::F32, DType::F16, DType::S24F16, DType::S24Q4])?;
-    matvec_epilogue(gpu, w, x, y, MatvecConfig::for_weight(gpu, w), true)
+    if w.dtype().is_packed() {
+        return matvec_quant_accumulate_with(gpu, w, x, y, QuantMatvecConfig::for_weight(gpu, w));
+    }
+    matvec_epilogue(gpu, w, x, y, MatvecConfig::for_gpu(gpu), true)
 }
 
-/// [`matvec`] with an explicit workgroup shape (for tuning and benchmarks).
+/// [`matvec`] with an explicit workgroup shape (for tuning and benchmarks). A packed `w` takes
+/// the `Float` path with this shape ([`matvec_quant_with`] chooses the path too).
 pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig) -> Result<Op> {
+    if w.dtype().is_packed() {
+        let quant = QuantMatvecConfig {
+            workgroup_size: config.workgroup_size,
+            rows_per_workgroup: config.rows_per_workgroup,
+            path: QuantPath::Float,
+        };
+        return matvec_quant_with(gpu, w, x, y, quant);
+    }
     matvec_epilogue(gpu, w, x, y, config, false)
+}
+
+/// [`matvec`] of a packed weight (Q8, Q4, Q4G128) with an explicit path and workgroup shape.
+pub fn matvec_quant_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: QuantMatvecConfig) -> Result<Op> {
+    matvec_packed(gpu, w, x, y, config, false)
+}
+
+/// [`matvec_accumulate`] of a packed weight with an explicit path and workgroup shape.
+pub fn matvec_quant_accumulate_with(
+    gpu: &Gpu,
+    w: &Tensor,
+    x: &Tensor,
+    y: &Tensor,
+    config: QuantMatvecConfig,
+) -> Result<Op> {
+    matvec_packed(gpu, w, x, y, config, true)
+}
+
+/// Checks w, x and y (shared by every path) and returns w's `(n, k)`.
+fn check_operands(op: &'static str, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<(usize, usize)> {
+    let weights = [DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128, DType::S24F16, DType::S24Q4];
+    expect_dtype(op, "w", w, &weights)?;
+    expect_dtype(op, "x", x, &[DType::F32])?;
+    expect_dtype(op, "y", y, &[DType::F32])?;
+    let (n, k) = dims2(op, "w", w)?;
+    expect_vector(op, "x", x, k)?;
+    expect_vector(op, "y", y, n)?;
+    if y.same_buffer(x) || y.same_buffer(w) {
+        return Err(Error::shape(op, "y buffer (must not alias x or w)", "a distinct buffer", "shared"));
+    }
+    Ok((n, k))
 }
 
 fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig, accumulate: bool) -> Result<Op> {
     const OP: &str = "matvec";
-    let weights = [DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128, DType::S24F16, DType::S24Q4];
-    expect_dtype(OP, "w", w, &weights)?;
-    expect_dtype(OP, "x", x, &[DType::F32])?;
-    expect_dtype(OP, "y", y, &[DType::F32])?;
-    let (n, k) = dims2(OP, "w", w)?;
-    expect_vector(OP, "x", x, k)?;
-    expect_vector(OP, "y", y, n)?;
-    if y.same_buffer(x) || y.same_buffer(w) {
-        return Err(Error::shape(OP, "y buffer (must not alias x or w)", "a distinct buffer", "shared"));
-    }
-    check_config(gpu, OP, config)?;
+    let (n, k) = check_operands(OP, w, x, y)?;
+    expect_dtype(OP, "w (a float weight here)", w, &[DType::F32, DType::F16])?;
+    check_config(gpu, OP, config.workgroup_size, config.rows_per_workgroup, MAX_ROWS)?;
 
     if n == 0 {
         return Ok(Op::empty());
-    }
-    if w.dtype().is_packed() {
-        return matvec_packed(gpu, w, x, y, config, accumulate);
     }
     let chunks = w.row_chunks(gpu)?;
     // 16-byte words per row; the vectorized shaders need every row and binding on a word.
@@ -167,28 +258,56 @@ fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
     Ok(Op { dispatches })
 }
 
-/// matvec of a packed weight (checked by `matvec_epilogue`; `accumulate` only for 2:4 sparse):
-/// one dispatch per row chunk, binding the chunk's quants and scales (sparse: values and meta).
-fn matvec_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig, accumulate: bool) -> Result<Op> {
+/// matvec of a packed weight: one dispatch per row chunk, binding the chunk's quants and scales.
+fn matvec_packed(
+    gpu: &Gpu,
+    w: &Tensor,
+    x: &Tensor,
+    y: &Tensor,
+    config: QuantMatvecConfig,
+    accumulate: bool,
+) -> Result<Op> {
     const OP: &str = "matvec";
+    let (n, k) = check_operands(OP, w, x, y)?;
+    let packed = [DType::Q8, DType::Q4, DType::Q4G128, DType::S24F16, DType::S24Q4];
+    expect_dtype(OP, "w (a packed weight here)", w, &packed)?;
+    let sparse = w.dtype().is_sparse();
+    if sparse && config.path == QuantPath::Dot4 {
+        return Err(Error::shape(OP, "quant path of a 2:4 sparse weight", "Float", "Dot4"));
+    }
+    let max_rows = match config.path {
+        QuantPath::Float => MAX_ROWS,
+        QuantPath::Dot4 => MAX_DOT4_ROWS,
+    };
+    check_config(gpu, OP, config.workgroup_size, config.rows_per_workgroup, max_rows)?;
+    let subgroups = gpu.info().features.subgroups;
+    if config.path == QuantPath::Dot4 && !subgroups {
+        return Err(Error::shape(OP, "quant path (Dot4 needs the subgroup feature)", "Float", "Dot4"));
+    }
     if !x.offset().is_multiple_of(16) {
         return Err(Error::shape(OP, "x offset for a packed weight (16-byte aligned)", 0, x.offset() % 16));
     }
-    let k = w.shape()[1];
+    if n == 0 {
+        return Ok(Op::empty());
+    }
     let row_words = (w.dtype().quant_bytes(k) / 16) as u32;
-    let sparse = w.dtype().is_sparse();
-    let shader = match (w.dtype(), gpu.info().features.subgroups) {
-        (DType::S24F16 | DType::S24Q4, true) => &S24_SUBGROUP,
-        (DType::S24F16 | DType::S24Q4, false) => &S24,
-        (DType::Q8, true) => &Q8_SUBGROUP,
-        (DType::Q8, false) => &Q8,
-        (_, true) => &Q4_SUBGROUP,
-        (_, false) => &Q4,
+    let shader = match (w.dtype(), config.path, subgroups) {
+        (DType::S24F16 | DType::S24Q4, _, true) => &S24_SUBGROUP,
+        (DType::S24F16 | DType::S24Q4, _, false) => &S24,
+        (DType::Q8, QuantPath::Dot4, _) => &Q8_DOT4,
+        (DType::Q8, QuantPath::Float, true) => &Q8_SUBGROUP,
+        (DType::Q8, QuantPath::Float, false) => &Q8,
+        (_, QuantPath::Dot4, _) => &Q4_DOT4,
+        (_, QuantPath::Float, true) => &Q4_SUBGROUP,
+        (_, QuantPath::Float, false) => &Q4,
     };
-    let mut constants = vec![("WORKGROUP_SIZE", config.workgroup_size as f64), ("ROWS", config.rows_per_workgroup as f64)];
+    let mut constants = vec![
+        ("WORKGROUP_SIZE", config.workgroup_size as f64),
+        ("ROWS", config.rows_per_workgroup as f64),
+        ("ACCUMULATE", accumulate as u8 as f64),
+    ];
     if sparse {
         constants.push(("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64));
-        constants.push(("ACCUMULATE", accumulate as u8 as f64));
     } else if w.dtype() != DType::Q8 {
         // Quant words per scale group: 32 elements per word.
         constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
@@ -219,18 +338,19 @@ pub(crate) fn expect_vector(op: &'static str, what: &str, t: &Tensor, len: usize
     }
 }
 
-fn check_config(gpu: &Gpu, op: &'static str, c: MatvecConfig) -> Result<()> {
+fn check_config(gpu: &Gpu, op: &'static str, workgroup_size: u32, rows: u32, max_rows: u32) -> Result<()> {
     let max_threads = gpu.info().max_invocations_per_workgroup;
-    if !c.workgroup_size.is_power_of_two() || c.workgroup_size > max_threads {
-        return Err(Error::shape(op, "workgroup_size (a power of two)", format!("<= {max_threads}"), c.workgroup_size));
+    if !workgroup_size.is_power_of_two() || workgroup_size > max_threads {
+        return Err(Error::shape(op, "workgroup_size (a power of two)", format!("<= {max_threads}"), workgroup_size));
     }
-    if !(1..=MAX_ROWS).contains(&c.rows_per_workgroup) {
-        return Err(Error::shape(op, "rows_per_workgroup", format!("1 ..= {MAX_ROWS}"), c.rows_per_workgroup));
+    if !(1..=max_rows).contains(&rows) {
+        return Err(Error::shape(op, "rows_per_workgroup", format!("1 ..= {max_rows}"), rows));
     }
-    let shared = 4 * c.workgroup_size as u64 * c.rows_per_workgroup as u64;
+    let shared = 4 * workgroup_size as u64 * rows as u64;
     let limit = gpu.info().max_workgroup_storage_bytes as u64;
     if shared > limit {
-        return Err(Error::TooLarge { what: format!("{op}: workgroup memory for {c:?}"), bytes: shared, limit });
+        let what = format!("{op}: workgroup memory for {workgroup_size} threads x {rows} rows");
+        return Err(Error::TooLarge { what, bytes: shared, limit });
     }
     Ok(())
 }

@@ -1,0 +1,146 @@
+// rms_norm_matvec_swiglu_q8_dot4.wgsl: the feed-forward block's input in one pass with a
+// Q8 weight, in integer dot products, reduced with subgroupAdd:
+//   out[i] = silu(a_i) * b_i     for i < n,  silu(a) = a * sigmoid(a)
+//   a_i = inv_rms * (W . (x * g))[i],  b_i = inv_rms * (W . (x * g))[n + i],
+//   inv_rms = 1 / sqrt(mean_k(x[k]^2) + eps),  W = [gate_proj; up_proj] (2n rows)
+// where W . v is computed as matvec_q8_dot4.wgsl computes it (v rounded to int8 per block of 32
+// inside the kernel, then dot4I8Packed with the quants; read that file's header for the formula,
+// the quant layout and why), with v = x * g as in rms_norm_matvec_q8_dot4.wgsl. The same as
+// rms_norm.wgsl, matvec_q8_dot4.wgsl over all 2n rows and swiglu.wgsl, without the two
+// intermediate vectors or their dispatches.
+//
+// Bindings: 0 quants, 1 scales: the whole weight [2n, k] in the Q8 layout (gate rows, then
+//   up rows); 2 x: array<vec4<f32>> (k) the vector to normalise; 3 g: array<vec4<f32>> (k) the
+//   norm's weight; 4 out: array<f32> (n) written; 5 params: Params.
+// Workgroup: WORKGROUP_SIZE threads (override) own ROWS consecutive outputs (override,
+// <= MAX_ROWS / 2), so 2 * ROWS weight rows: gate rows i0 .. i0 + ROWS and the up rows n + i0 ..;
+// thread t takes blocks t, t + WORKGROUP_SIZE, ... of all of them (rounding x * g once per block
+// and adding x^2 to its own sum); subgroupAdd folds each subgroup's partials (rows and x^2), then
+// thread r adds the subgroups' sums of gate row r, up row r and x^2 and writes out[i0 + r].
+// One scale per block of 32 (a Q8 group).
+// Grid: ceil(n / ROWS) workgroups, folded 2-D when large (flat_group_id).
+// Requires: k % 32 == 0 (the dtype guarantees it), 16-byte aligned bindings, the weight within
+// one storage binding, the subgroup feature. Fuses rms_norm, the dequantizing matvec and swiglu.
+// Reference: rms_norm, then the Dot4 matvec's reference (reference::matvec::round_x_int8 ...),
+// then reference::swiglu (the tests compare with those).
+
+struct Params {
+    n: u32,           // outputs: half the rows of W (all in one binding)
+    k: u32,           // elements per row (= length of x)
+    row_words: u32,   // vec4 quant words per row: k / 16
+    eps: f32,         // added to mean(x^2) under the square root
+}
+
+@group(0) @binding(0) var<storage, read> quants: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> scales: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> g: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+override WORKGROUP_SIZE: u32 = 128u;
+override ROWS: u32 = 4u;
+
+// Per-thread accumulators, gate rows then up rows: a function-scope array of constant size;
+// 2 * ROWS may not exceed it (kernels::matvec::MAX_DOT4_ROWS).
+const MAX_ROWS: u32 = 16u;
+
+// Each subgroup's sum for each of the 2 ROWS rows, then for x^2: [2 ROWS + 1][WORKGROUP_SIZE].
+var<workgroup> subgroup_sums: array<f32, (2u * ROWS + 1u) * WORKGROUP_SIZE>;
+
+// x block b rounded to int8: 32 signed bytes in the quants' order (element 4i + j in byte j of
+// word i) and the step d.
+struct XBlock {
+    lo: vec4<u32>,  // elements 0 .. 16
+    hi: vec4<u32>,  // elements 16 .. 32
+    d: f32,
+    sum_sq: f32,  // sum of the 32 x^2 (before g)
+}
+
+fn x_block(b: u32) -> XBlock {
+    // The block of x * g (the norm's 1 / rms is applied to the row sums at the end).
+    let x0 = x[8u * b];
+    let v0 = x0 * g[8u * b];
+    let x1 = x[8u * b + 1u];
+    let v1 = x1 * g[8u * b + 1u];
+    let x2 = x[8u * b + 2u];
+    let v2 = x2 * g[8u * b + 2u];
+    let x3 = x[8u * b + 3u];
+    let v3 = x3 * g[8u * b + 3u];
+    let x4 = x[8u * b + 4u];
+    let v4 = x4 * g[8u * b + 4u];
+    let x5 = x[8u * b + 5u];
+    let v5 = x5 * g[8u * b + 5u];
+    let x6 = x[8u * b + 6u];
+    let v6 = x6 * g[8u * b + 6u];
+    let x7 = x[8u * b + 7u];
+    let v7 = x7 * g[8u * b + 7u];
+    let m = max(max(max(abs(v0), abs(v1)), max(abs(v2), abs(v3))),
+                max(max(abs(v4), abs(v5)), max(abs(v6), abs(v7))));
+    let amax = max(max(m.x, m.y), max(m.z, m.w));
+    // pack4x8snorm(v) stores round(clamp(v, -1, 1) * 127): with v = x / amax that is x / d.
+    let inv = select(0.0, 1.0 / amax, amax > 0.0);
+    var xb: XBlock;
+    xb.lo = vec4<u32>(pack4x8snorm(v0 * inv), pack4x8snorm(v1 * inv), pack4x8snorm(v2 * inv), pack4x8snorm(v3 * inv));
+    xb.hi = vec4<u32>(pack4x8snorm(v4 * inv), pack4x8snorm(v5 * inv), pack4x8snorm(v6 * inv), pack4x8snorm(v7 * inv));
+    xb.d = amax * (1.0 / 127.0);
+    xb.sum_sq = (dot(x0, x0) + dot(x1, x1)) + (dot(x2, x2) + dot(x3, x3))
+              + (dot(x4, x4) + dot(x5, x5)) + (dot(x6, x6) + dot(x7, x7));
+    return xb;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_id) subgroup: u32,
+        @builtin(num_subgroups) n_subgroups: u32) {
+    let row0 = flat_group_id(wid, nwg) * ROWS;
+    let blocks = params.k / 32u;
+    // Outputs row0 .. row0 + ROWS: gate rows row0 + r and up rows n + row0 + r. A workgroup past
+    // the last output re-reads the last one and does not store those sums.
+    var acc: array<f32, MAX_ROWS>;  // zero-initialized
+    var sum_sq = 0.0;
+    for (var b = lid; b < blocks; b += WORKGROUP_SIZE) {
+        let xb = x_block(b);
+        sum_sq += xb.sum_sq;
+        for (var r = 0u; r < 2u * ROWS; r++) {
+            let row = min(row0 + r % ROWS, params.n - 1u) + select(0u, params.n, r >= ROWS);
+            let word = row * params.row_words + 2u * b;
+            let q_lo = quants[word];
+            let q_hi = quants[word + 1u];
+            let group = row * blocks + b;
+            let scale = f16_from_word(scales[group / 2u], group);
+            let dot_q = dot4I8Packed(q_lo.x, xb.lo.x) + dot4I8Packed(q_lo.y, xb.lo.y)
+                      + dot4I8Packed(q_lo.z, xb.lo.z) + dot4I8Packed(q_lo.w, xb.lo.w)
+                      + dot4I8Packed(q_hi.x, xb.hi.x) + dot4I8Packed(q_hi.y, xb.hi.y)
+                      + dot4I8Packed(q_hi.z, xb.hi.z) + dot4I8Packed(q_hi.w, xb.hi.w);
+            acc[r] += (scale * xb.d) * f32(dot_q);
+        }
+    }
+    for (var r = 0u; r < 2u * ROWS; r++) {
+        let sum = subgroupAdd(acc[r]);
+        if (lane == 0u) {
+            subgroup_sums[r * WORKGROUP_SIZE + subgroup] = sum;
+        }
+    }
+    let sq = subgroupAdd(sum_sq);
+    if (lane == 0u) {
+        subgroup_sums[2u * ROWS * WORKGROUP_SIZE + subgroup] = sq;
+    }
+    workgroupBarrier();
+    for (var r = lid; r < ROWS && row0 + r < params.n; r += WORKGROUP_SIZE) {
+        var gate = 0.0;
+        var up = 0.0;
+        var total_sq = 0.0;
+        for (var s = 0u; s < n_subgroups; s++) {
+            gate += subgroup_sums[r * WORKGROUP_SIZE + s];
+            up += subgroup_sums[(ROWS + r) * WORKGROUP_SIZE + s];
+            total_sq += subgroup_sums[2u * ROWS * WORKGROUP_SIZE + s];
+        }
+        let inv_rms = inverseSqrt(total_sq / f32(params.k) + params.eps);
+        let a = gate * inv_rms;
+        out[row0 + r] = a / (1.0 + exp(-a)) * (up * inv_rms);
+    }
+}
