@@ -55,6 +55,7 @@ pub fn fits(gpu: &Gpu, w: &Tensor, x: &Tensor, g: &Tensor) -> bool {
 pub fn fits_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, g: &Tensor) -> bool {
     let limit = gpu.info().max_binding_bytes;
     w.dtype().is_packed()
+        && !w.dtype().is_sparse() // the fused shaders know only the Q8 and Q4 layouts
         && gpu.info().features.subgroups
         && g.dtype() == DType::F32
         && w.dtype().quant_bytes(w.numel()) <= limit
