@@ -19,9 +19,9 @@
 // loaded the step before into workgroup memory as f16 (zeros past the edges), then loads the
 // next step's (so the global loads run while the tensor cores work), then each subgroup
 // coopLoads its fragments from workgroup memory and multiply-adds them, 16 of k at a time.
-// Epilogue: a block wholly inside y is coopStored straight to y; an edge block goes through a
-// 16x16 scratch per subgroup in workgroup memory and is written element by element, bounds
-// checked. Grid: (ceil(n / TILE_N), ceil(m / TILE_M)), never folded.
+// Epilogue: a block wholly inside y (its rows 16-byte aligned) is coopStored straight to y;
+// any other goes through a 16x16 scratch per subgroup in workgroup memory and is written
+// element by element, bounds checked. Grid: (ceil(n / TILE_N), ceil(m / TILE_M)), never folded.
 // Staged rows are vec4<f16> words (one 8-byte store per vec4 loaded); cooperative loads from
 // them count pointer and stride in vec4s. (W is bound as f16 rather than u32 words because
 // naga 30's bitcast cannot turn a u32 into two halves.) Rows are padded by 16 bytes
@@ -179,8 +179,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 
-    // Uniform over the workgroup, as cooperative stores require.
-    let inside = m0 + TILE_M <= params.m && n0 + TILE_N <= params.n;
+    // Whether the block is wholly inside y, with every row of y starting on 16 bytes (a store
+    // straight to memory keeps fragment rows 16-byte aligned). Uniform over the workgroup, as
+    // cooperative stores require.
+    let aligned = params.y_stride % 4u == 0u && params.row_offset % 4u == 0u;
+    let inside = aligned && m0 + TILE_M <= params.m && n0 + TILE_N <= params.n;
     for (var i = 0u; i < FRAGS_M; i++) {
         for (var j = 0u; j < FRAGS_N; j++) {
             let f = i * FRAGS_N + j;

@@ -39,7 +39,7 @@ pub fn matmul_rtol(gpu: &Gpu, w_dtype: DType, k: usize, rtol: f32) -> f32 {
 }
 
 fn takes_coop(gpu: &Gpu, w_dtype: DType, k: usize) -> bool {
-    w_dtype == DType::F16 && k % 4 == 0 && coop_available(gpu)
+    w_dtype == DType::F16 && k.is_multiple_of(4) && coop_available(gpu)
 }
 
 /// The Gpus of `gpus()` that have the tensor-core path; prints a skip line when none has.

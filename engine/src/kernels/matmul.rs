@@ -78,7 +78,7 @@ const _: () = assert!(std::mem::size_of::<Params>() == 32);
 /// tensor cores where [`coop_available`] says so (x is then rounded to f16).
 pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     let k = x.shape().last().copied().unwrap_or(0);
-    if w.dtype() == DType::F16 && k % 4 == 0 && coop_available(gpu) {
+    if w.dtype() == DType::F16 && k.is_multiple_of(4) && coop_available(gpu) {
         // A pipeline the adapter cannot build (or a naga panic writing it) falls back to the
         // tiled kernel below; bad inputs get their error from there too.
         let coop = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| matmul_coop(gpu, x, w, y)));
@@ -201,15 +201,15 @@ impl CoopConfig {
             && c.subgroups_n > 0
             && subgroup_size > 0
             && c.tile_k > 0
-            && c.tile_k % FRAG == 0
-            && c.tile_m % (FRAG * c.subgroups_m) == 0
-            && c.tile_n % (FRAG * c.subgroups_n) == 0
+            && c.tile_k.is_multiple_of(FRAG)
+            && c.tile_m.is_multiple_of(FRAG * c.subgroups_m)
+            && c.tile_n.is_multiple_of(FRAG * c.subgroups_n)
             && (c.tile_m / (FRAG * c.subgroups_m)) * (c.tile_n / (FRAG * c.subgroups_n)) <= COOP_MAX_FRAGS
             && c.tile_n / (FRAG * c.subgroups_n) > 0
             && c.tile_m / (FRAG * c.subgroups_m) > 0
             && threads <= max_invocations
-            && (c.tile_m * c.tile_k / 4) % threads == 0
-            && (c.tile_n * c.tile_k / 4) % threads == 0
+            && (c.tile_m * c.tile_k / 4).is_multiple_of(threads)
+            && (c.tile_n * c.tile_k / 4).is_multiple_of(threads)
             && c.tile_m * c.tile_k / 4 / threads <= COOP_MAX_LOADS
             && c.tile_n * c.tile_k / 4 / threads <= COOP_MAX_LOADS;
         if !fits {
@@ -270,7 +270,7 @@ pub fn matmul_coop_with(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, config: C
     if wk != k {
         return Err(Error::shape(OP, "w columns (= x columns)", k, wk));
     }
-    if k % 4 != 0 {
+    if !k.is_multiple_of(4) {
         return Err(Error::shape(OP, "k (a multiple of 4: rows of whole vec4s)", "k % 4 == 0", k));
     }
     super::expect_shape(OP, "y", y, &[m, n])?;
