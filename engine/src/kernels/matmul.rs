@@ -179,10 +179,10 @@ pub struct CoopConfig {
 }
 
 impl Default for CoopConfig {
-    /// 128 x 64 blocks, 4 subgroups of 4 x 2 accumulators: 256 workgroups at 512 x 4096, about
-    /// two per SM of an H200.
+    /// 128 x 128 blocks, 8 subgroups of 4 x 2 accumulators: the fastest of `engine_bench --coop
+    /// --sweep` on the H200 at every shape measured (23.2-25.3 TFLOP/s; BENCHMARKS.md).
     fn default() -> Self {
-        CoopConfig { tile_m: 128, tile_n: 64, tile_k: 32, subgroups_m: 2, subgroups_n: 2 }
+        CoopConfig { tile_m: 128, tile_n: 128, tile_k: 32, subgroups_m: 2, subgroups_n: 4 }
     }
 }
 

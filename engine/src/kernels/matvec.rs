@@ -143,6 +143,12 @@ impl QuantMatvecConfig {
         if gpu.info().device_type == "Cpu" {
             return QuantMatvecConfig { workgroup_size: 32, rows_per_workgroup: 4, path: QuantPath::Dot4 };
         }
+        // Small weights (SmolLM2's 576 x 1536) are launch-bound, not byte-bound: there the
+        // float path with one row per workgroup measured 1.2-1.4x faster than Dot4 on the H200
+        // (`engine_bench --quant-sweep`, BENCHMARKS.md).
+        if w.numel() < (1 << 22) {
+            return QuantMatvecConfig { workgroup_size: 128, rows_per_workgroup: 1, path: QuantPath::Float };
+        }
         let blocks = w.shape().last().map_or(32, |&k| k / 32) as u32;
         let workgroup_size = blocks.next_power_of_two().clamp(32, 256);
         QuantMatvecConfig { workgroup_size, rows_per_workgroup: 8, path: QuantPath::Dot4 }
