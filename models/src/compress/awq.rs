@@ -225,34 +225,38 @@ pub fn search_linear(gpu: &Gpu, w: &[f32], k: usize, x: &InputStats, dtype: DTyp
 
 /// Prints the per-layer report as a table on stderr: for each input, the relative output error
 /// of round-to-nearest and of AWQ on the calibration sample, and the alpha chosen ("float" where
-/// the input stays unquantized).
+/// the input stays unquantized), then the means over the quantized layers.
 pub fn print_report(reports: &[LayerReport]) {
-    eprintln!(
-        "{:>5}  {:^26}  {:^26}  {:^26}",
-        "layer", "q/k/v (attn_in)", "gate/up (ffn_in)", "down (down_in)"
-    );
-    eprintln!("{:>5}{}", "", "  rtn      awq      alpha    ".repeat(3));
-    let (mut rtn_sum, mut awq_sum, mut count) = ([0.0; 3], [0.0; 3], 0usize);
+    let is_float = |r: &LayerReport, i: usize| r.rtn_error[i] == 0.0 && r.awq_error[i] == 0.0;
+    let mut header = format!("{:>5}", "layer");
+    let mut columns = format!("{:>5}", "");
+    for name in ["q/k/v (attn_in)", "gate/up (ffn_in)", "down (down_in)"] {
+        header += &format!("  {name:<25}");
+        columns += &format!("  {:<8} {:<8} {:<7}", "rtn", "awq", "alpha");
+    }
+    eprintln!("{header}\n{columns}");
     for r in reports {
         let mut line = format!("{:>5}", r.layer);
         for i in 0..3 {
-            if r.rtn_error[i] == 0.0 && r.awq_error[i] == 0.0 {
-                line += &format!("  {:<26}", "float");
+            line += &if is_float(r, i) {
+                format!("  {:<25}", "float")
             } else {
-                line += &format!("  {:<8.5} {:<8.5} {:<7.2}", r.rtn_error[i], r.awq_error[i], r.alpha[i]);
-            }
-            rtn_sum[i] += r.rtn_error[i];
-            awq_sum[i] += r.awq_error[i];
-        }
-        count += 1;
-        eprintln!("{line}");
-    }
-    if count > 0 {
-        let mut line = format!("{:>5}", "mean");
-        for i in 0..3 {
-            let n = count as f64;
-            line += &format!("  {:<8.5} {:<8.5} {:<7}", rtn_sum[i] / n, awq_sum[i] / n, "");
+                format!("  {:<8.5} {:<8.5} {:<7.2}", r.rtn_error[i], r.awq_error[i], r.alpha[i])
+            };
         }
         eprintln!("{line}");
     }
+    let mut line = format!("{:>5}", "mean");
+    for i in 0..3 {
+        let quantized: Vec<&LayerReport> = reports.iter().filter(|r| !is_float(r, i)).collect();
+        let n = quantized.len() as f64;
+        line += &if quantized.is_empty() {
+            format!("  {:<25}", "float")
+        } else {
+            let rtn = quantized.iter().map(|r| r.rtn_error[i]).sum::<f64>() / n;
+            let awq = quantized.iter().map(|r| r.awq_error[i]).sum::<f64>() / n;
+            format!("  {rtn:<8.5} {awq:<8.5} {:<7}", "")
+        };
+    }
+    eprintln!("{}", line.trim_end());
 }
