@@ -401,7 +401,7 @@ impl Model {
     /// Writes a prompt chunk's ids and first position to the GPU and builds its forward step
     /// (the logits of every row into `logits_all`, or of the last row only). Ids past the
     /// vocabulary are refused here, for every path that runs a prompt.
-    fn chunk_ops(&self, chunk: &[u32], start: usize, logits_all: Option<&Tensor>) -> Result<StepOps> {
+    pub(crate) fn chunk_ops(&self, chunk: &[u32], start: usize, logits_all: Option<&Tensor>) -> Result<StepOps> {
         if let Some(&bad) = chunk.iter().find(|&&id| id as usize >= self.config.vocab_size) {
             return Err(Error::Input(format!("token id {bad} is outside the vocabulary ({})", self.config.vocab_size)));
         }
@@ -409,6 +409,14 @@ impl Model {
         self.act.pos.write_u32(&self.gpu, &[start as u32])?;
         let input = StepInput::Tokens(chunk.len());
         forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, input, logits_all)
+    }
+
+    /// Waits for any step in flight and forgets the cached tokens, so that nothing reuses what
+    /// the cache holds (the calibration pass runs its own chunks through it).
+    pub(crate) fn forget_context(&mut self) -> Result<()> {
+        self.readbacks.clear(&self.gpu)?;
+        self.cache.tokens.clear();
+        Ok(())
     }
 
     /// Runs `ids` from position 0 in prefill chunks, handing each chunk's logits

@@ -4,6 +4,23 @@
 
 use shaderlm::checkpoint::{Checkpoint, Config};
 
+/// What one decoder layer reads and writes, one row per token (the calibration pass's taps).
+#[derive(Clone, Debug, Default)]
+pub struct LayerTaps {
+    /// The residual stream before the layer.
+    pub x_in: Vec<Vec<f64>>,
+    /// input_layernorm's output: q/k/v_proj's input.
+    pub attn_in: Vec<Vec<f64>>,
+    /// The attention output: o_proj's input.
+    pub o_in: Vec<Vec<f64>>,
+    /// post_attention_layernorm's output: gate/up_proj's input.
+    pub ffn_in: Vec<Vec<f64>>,
+    /// silu(gate) * up: down_proj's input.
+    pub down_in: Vec<Vec<f64>>,
+    /// The residual stream after the layer.
+    pub x_out: Vec<Vec<f64>>,
+}
+
 pub struct CpuLlama {
     cfg: Config,
     w: std::collections::HashMap<String, Vec<f64>>,
@@ -62,8 +79,16 @@ impl CpuLlama {
         }
     }
 
-    /// Logits (len, vocab) for `ids` at positions 0..len.
-    pub fn logits(&self, ids: &[u32]) -> Vec<Vec<f64>> {
+    /// What every decoder layer reads and writes for `ids` at positions 0..len, row per token.
+    pub fn layer_taps(&self, ids: &[u32]) -> Vec<LayerTaps> {
+        let mut taps = Vec::new();
+        self.hidden_states(ids, Some(&mut taps));
+        taps
+    }
+
+    /// The residual stream after the last layer, row per token; with `taps`, one `LayerTaps`
+    /// per layer is pushed.
+    fn hidden_states(&self, ids: &[u32], mut taps: Option<&mut Vec<LayerTaps>>) -> Vec<Vec<f64>> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let eps = c.rms_norm_eps as f64;
@@ -72,11 +97,13 @@ impl CpuLlama {
         let mut xs: Vec<Vec<f64>> = ids.iter().map(|&t| emb[t as usize * h..(t as usize + 1) * h].to_vec()).collect();
         for l in 0..c.num_hidden_layers {
             let p = format!("model.layers.{l}");
+            let mut tap = LayerTaps { x_in: if taps.is_some() { xs.clone() } else { Vec::new() }, ..Default::default() };
             let mut keys = Vec::new();
             let mut values = Vec::new();
             let mut queries = Vec::new();
             for (pos, x) in xs.iter().enumerate() {
                 let xn = rms_norm(x, self.get(&format!("{p}.input_layernorm.weight")), eps);
+                tap.attn_in.push(xn.clone());
                 let mut q = linear(self.get(&format!("{p}.self_attn.q_proj.weight")), &xn);
                 let mut k = linear(self.get(&format!("{p}.self_attn.k_proj.weight")), &xn);
                 let mut v = linear(self.get(&format!("{p}.self_attn.v_proj.weight")), &xn);
@@ -111,19 +138,33 @@ impl CpuLlama {
                     }
                 }
                 let o = linear(self.get(&format!("{p}.self_attn.o_proj.weight")), &att);
+                tap.o_in.push(att);
                 for (a, b) in x.iter_mut().zip(&o) {
                     *a += b;
                 }
                 let xn = rms_norm(x, self.get(&format!("{p}.post_attention_layernorm.weight")), eps);
+                tap.ffn_in.push(xn.clone());
                 let g = linear(self.get(&format!("{p}.mlp.gate_proj.weight")), &xn);
                 let u = linear(self.get(&format!("{p}.mlp.up_proj.weight")), &xn);
                 let hmid: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
                 let d = linear(self.get(&format!("{p}.mlp.down_proj.weight")), &hmid);
+                tap.down_in.push(hmid);
                 for (a, b) in x.iter_mut().zip(&d) {
                     *a += b;
                 }
             }
+            if let Some(taps) = taps.as_deref_mut() {
+                tap.x_out = xs.clone();
+                taps.push(tap);
+            }
         }
+        xs
+    }
+
+    /// Logits (len, vocab) for `ids` at positions 0..len.
+    pub fn logits(&self, ids: &[u32]) -> Vec<Vec<f64>> {
+        let xs = self.hidden_states(ids, None);
+        let eps = self.cfg.rms_norm_eps as f64;
         let head = if self.w.contains_key("lm_head.weight") { "lm_head.weight" } else { "model.embed_tokens.weight" };
         xs.iter().map(|x| linear(self.get(head), &rms_norm(x, self.get("model.norm.weight"), eps))).collect()
     }
