@@ -14,6 +14,7 @@
 //! the GPU and the forward pass) with [`kv_cache`] → [`model`] (load, prefill, decode step) →
 //! [`generate`] (the streaming loop) → [`tokenizer`] (ids to text).
 
+pub mod batch;
 pub mod bench;
 pub mod checkpoint;
 pub mod compress;
