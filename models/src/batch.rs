@@ -25,14 +25,19 @@
 //! Greedy output equals what `Model::generate` gives for each prompt alone (the decode step's
 //! matmuls and the single step's matvecs add in other orders, so a near tie between two logits
 //! could in principle go the other way). Sampled sequences use the engine's sampler per row,
-//! seeded and stepped as the single path does. Steps are not pipelined: the host reads each
-//! step's ids before recording the next.
+//! seeded and stepped as the single path does.
+//!
+//! Steps are pipelined as in `Model::decode_step`: the step after the one being read is already
+//! submitted (each row's input id is the one the step before it wrote on the GPU; the host
+//! writes only the positions), so the GPU does not wait while the host handles ids. A sequence
+//! that finishes has one step in flight that it no longer needs: its id is dropped, and the keys
+//! and values it wrote lie past what the slot's next prompt reuses.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use shaderlm_engine::kernels::{argmax, sample};
-use shaderlm_engine::{DType, Op, Readback, Recorder, Tensor};
+use shaderlm_engine::{DType, Op, ReadbackRing, Recorder, Tensor};
 
 use crate::generate::{FinishReason, GenerateOptions, Sampling};
 use crate::kv_cache::KvCache;
@@ -65,10 +70,11 @@ pub struct BatchOutput {
 pub struct BatchStats {
     pub prompts: usize,
     pub generated_tokens: usize,
-    /// Tokens that decode steps produced (the first token of each prompt comes from its prefill).
+    /// Tokens that decode steps produced (the first token of each prompt comes from its prefill;
+    /// ids of steps submitted ahead for a sequence that then finished are not counted).
     pub decode_tokens: usize,
     pub decode_steps: usize,
-    /// Time in decode steps (recording, GPU, reading back the ids), and in prefills.
+    /// Time outside prefills (decode steps, handling ids), and in prefills.
     pub decode_time: Duration,
     pub prefill_time: Duration,
     pub total_time: Duration,
@@ -102,9 +108,9 @@ struct SlotSampler {
 struct Running {
     index: usize,
     prompt_tokens: usize,
-    /// The next id to feed, and the position it takes (= tokens in the slot's cache).
-    last: u32,
-    pos: usize,
+    /// Generated ids fed to decode steps so far (submitted, maybe not yet read): the next one
+    /// fed, `ids[fed]`, takes position `prompt_tokens + fed`.
+    fed: usize,
     ids: Vec<u32>,
     decoder: TokenStream,
     text: String,
@@ -128,7 +134,8 @@ pub struct BatchGenerator<'m> {
     step: StepOps,
     greedy: Op,
     samplers: Vec<SlotSampler>,
-    readback: Readback,
+    /// Each step's ids come back here; two steps in flight.
+    readbacks: ReadbackRing,
     /// For the benchmark: sequences end at the token limit only (random weights draw
     /// end-of-sequence ids too), and no text is decoded (host time that is not the GPU's).
     pub(crate) ids_only: bool,
@@ -159,7 +166,7 @@ impl<'m> BatchGenerator<'m> {
             let sampler = sample::Sampler::new(gpu, &logits, &out, &step, &history, &history_len, Sampling::GREEDY)?;
             samplers.push(SlotSampler { sampler, logits, step, out, history, history_len });
         }
-        let readback = Readback::new(gpu, 4 * slots as u64);
+        let readbacks = ReadbackRing::new(gpu, slots, 2);
         Ok(BatchGenerator {
             slot_tokens: vec![Vec::new(); slots],
             cache,
@@ -167,7 +174,7 @@ impl<'m> BatchGenerator<'m> {
             step,
             greedy,
             samplers,
-            readback,
+            readbacks,
             ids_only: false,
             stats: BatchStats::default(),
             model,
@@ -229,37 +236,51 @@ impl<'m> BatchGenerator<'m> {
         let mut waiting: VecDeque<usize> = (0..prompts.len()).collect();
         let mut slots: Vec<Option<Running>> = (0..self.slots()).map(|_| None).collect();
         let mut outputs: Vec<Option<BatchOutput>> = vec![None; prompts.len()];
+        // For each step in flight, oldest first: the sequence (prompt index) each row fed.
+        let mut in_flight: VecDeque<Vec<Option<usize>>> = VecDeque::new();
         loop {
             // Waiting prompts take the free slots (one that ends at its first token frees it again).
-            for s in 0..slots.len() {
-                while slots[s].is_none() {
+            for (s, slot) in slots.iter_mut().enumerate() {
+                while slot.is_none() {
                     let Some(i) = waiting.pop_front() else { break };
                     let t = Instant::now();
                     let (run, first) = self.start(s, i, &prompts[i], options, sampled, started)?;
                     self.stats.prefill_time += t.elapsed();
-                    self.accept(run, first, options, &mut slots[s], &mut outputs)?;
+                    self.accept(s, run, first, options, slot, &mut outputs)?;
                 }
             }
-            if slots.iter().all(Option::is_none) {
-                break;
+            // Submit a step while fewer than two are in flight and some sequence wants one.
+            let feeds: Vec<Option<usize>> =
+                slots.iter().map(|r| r.as_ref().filter(|r| self.wants_feed(r, options)).map(|r| r.index)).collect();
+            if in_flight.len() < 2 && feeds.iter().any(Option::is_some) {
+                self.submit_step(&mut slots, &feeds)?;
+                self.stats.decode_steps += 1;
+                in_flight.push_back(feeds);
+                if in_flight.len() < 2 {
+                    continue;
+                }
             }
-            let t = Instant::now();
-            let ids = self.decode_step(&slots)?;
-            self.stats.decode_time += t.elapsed();
-            self.stats.decode_steps += 1;
+            let Some(fed) = in_flight.pop_front() else { break };
+            let ids = self.readbacks.pop(&self.model.gpu)?.unwrap_or_default();
             for (s, slot) in slots.iter_mut().enumerate() {
-                if let Some(mut run) = slot.take() {
-                    self.slot_tokens[s].push(run.last);
-                    run.pos += 1;
-                    self.stats.decode_tokens += 1;
-                    self.accept(run, ids[s], options, slot, &mut outputs)?;
-                }
+                // Rows whose sequence has left since the step was submitted are dropped.
+                let Some(run) = slot.take_if(|r| fed[s] == Some(r.index)) else { continue };
+                let id = ids.get(s).copied().ok_or_else(|| Error::Input("a batch step returned too few ids".into()))?;
+                self.stats.decode_tokens += 1;
+                self.accept(s, run, id, options, slot, &mut outputs)?;
             }
         }
         self.stats.total_time = started.elapsed();
+        self.stats.decode_time = self.stats.total_time.saturating_sub(self.stats.prefill_time);
         let outputs: Vec<BatchOutput> = outputs.into_iter().flatten().collect();
         self.stats.generated_tokens = outputs.iter().map(|o| o.ids.len()).sum();
         Ok(outputs)
+    }
+
+    /// Whether a sequence will want the id after its next one fed (so that feeding it now pays):
+    /// under the token limit, and the position inside the context.
+    fn wants_feed(&self, run: &Running, options: &GenerateOptions) -> bool {
+        run.fed + 1 < options.max_tokens && run.prompt_tokens + run.fed < self.model.context()
     }
 
     /// Prefills prompt `index` into slot `s` through the model's prefill (the slot's cache
@@ -295,8 +316,7 @@ impl<'m> BatchGenerator<'m> {
         let run = Running {
             index,
             prompt_tokens: prompt.len(),
-            last: first,
-            pos: prompt.len(),
+            fed: 0,
             ids: Vec::new(),
             decoder: model.tokenizer.stream_after(prompt),
             text: String::new(),
@@ -310,7 +330,8 @@ impl<'m> BatchGenerator<'m> {
     /// Takes the id a sequence just produced: it either goes on (back into `slot`, to feed `id`
     /// next) or finishes into `outputs`. Mirrors `Generation::step`.
     fn accept(
-        &self,
+        &mut self,
+        s: usize,
         mut run: Running,
         id: u32,
         options: &GenerateOptions,
@@ -324,7 +345,6 @@ impl<'m> BatchGenerator<'m> {
             Some(FinishReason::EndOfSequence)
         } else {
             run.ids.push(id);
-            run.last = id;
             if !self.ids_only {
                 if let Some(piece) = run.decoder.push(tokenizer, id)? {
                     run.text.push_str(&piece);
@@ -334,7 +354,7 @@ impl<'m> BatchGenerator<'m> {
                 Some(FinishReason::StopString)
             } else if run.ids.len() >= options.max_tokens {
                 Some(FinishReason::MaxTokens)
-            } else if run.pos + 1 > self.model.context() {
+            } else if run.prompt_tokens + run.ids.len() > self.model.context() {
                 Some(FinishReason::ContextFull)
             } else {
                 None
@@ -344,6 +364,11 @@ impl<'m> BatchGenerator<'m> {
             *slot = Some(run);
             return Ok(());
         };
+        // What the slot's cache now holds for the next prompt to reuse: the prompt (there since
+        // `start`) and the ids fed (all read back by now; one fed past an end-of-sequence id is
+        // left out: rows past the list are overwritten before they are read).
+        let fed = run.fed.min(run.ids.len());
+        self.slot_tokens[s].extend_from_slice(&run.ids[..fed]);
         if finish != FinishReason::StopString && !self.ids_only {
             if let Some(rest) = run.decoder.finish(tokenizer)? {
                 run.text.push_str(&rest);
@@ -367,32 +392,40 @@ impl<'m> BatchGenerator<'m> {
         Ok(())
     }
 
-    /// One decode step over every slot: each running sequence feeds its last id at its position;
-    /// idle slots feed id 0 at the spare row past the context. Returns each slot's next id.
-    fn decode_step(&mut self, slots: &[Option<Running>]) -> Result<Vec<u32>> {
+    /// Submits one decode step over every slot: each sequence in `feeds` feeds its next id at
+    /// its next position (its first id, from prefill, is written here; later ones are already in
+    /// `act.next`, written by the step before); other slots feed whatever is there at the spare
+    /// row past the context.
+    fn submit_step(&mut self, slots: &mut [Option<Running>], feeds: &[Option<usize>]) -> Result<()> {
         let gpu = &self.model.gpu;
         let spare = (self.cache.capacity - 1) as u32;
-        let ids: Vec<u32> = slots.iter().map(|r| r.as_ref().map_or(0, |r| r.last)).collect();
-        let pos: Vec<u32> = slots.iter().map(|r| r.as_ref().map_or(spare, |r| r.pos as u32)).collect();
-        self.act.next.write_u32(gpu, &ids)?;
+        let mut pos = vec![spare; slots.len()];
+        let mut sampled = vec![false; slots.len()];
+        for (s, run) in slots.iter_mut().enumerate() {
+            let Some(run) = run.as_mut().filter(|_| feeds[s].is_some()) else { continue };
+            if run.fed == 0 {
+                self.act.next.rows(s, 1)?.write_u32(gpu, &run.ids[..1])?;
+            }
+            pos[s] = (run.prompt_tokens + run.fed) as u32;
+            sampled[s] = run.sampled;
+            run.fed += 1;
+        }
         self.act.pos.write_u32(gpu, &pos)?;
         let mut rec = Recorder::with_capacity(gpu, self.step.command_count() + 2 + 4 * slots.len());
         self.step.record(&mut rec, &self.act)?;
         rec.run(&self.greedy);
         // Sequences that sample draw their id from their row with their own sampler.
-        for (s, run) in slots.iter().enumerate() {
-            if run.as_ref().is_some_and(|r| r.sampled) {
-                let sampler = &self.samplers[s];
-                rec.copy(&self.act.logits.rows(s, 1)?, &sampler.logits)?;
-                rec.copy(&self.act.pos.rows(s, 1)?, &sampler.step)?;
-                rec.run(sampler.sampler.op());
-                rec.copy(&sampler.out, &self.act.next.rows(s, 1)?)?;
-            }
+        for (s, _) in sampled.iter().enumerate().filter(|(_, &on)| on) {
+            let sampler = &self.samplers[s];
+            rec.copy(&self.act.logits.rows(s, 1)?, &sampler.logits)?;
+            rec.copy(&self.act.pos.rows(s, 1)?, &sampler.step)?;
+            rec.run(sampler.sampler.op());
+            rec.copy(&sampler.out, &self.act.next.rows(s, 1)?)?;
         }
-        rec.readback(&self.act.next, &self.readback)?;
+        rec.readback(&self.act.next, self.readbacks.slot()?)?;
         let submission = rec.submit()?;
-        self.readback.request(slots.len())?;
-        Ok(self.readback.finish(gpu, submission)?)
+        self.readbacks.push(submission)?;
+        Ok(())
     }
 }
 

@@ -170,7 +170,8 @@ pub struct BatchBenchReport {
     /// The B prompts prefilled one after another, each into its slot.
     pub prefill_s: f64,
     pub decode_steps: usize,
-    /// Mean decode step (B tokens), host and readback included (steps are not pipelined).
+    /// Mean decode step (B tokens): time outside prefills over the steps (pipelined: about the
+    /// larger of the GPU's time per step and the host's).
     pub step_ms: f64,
     /// Tokens of all sequences per second of decode steps.
     pub decode_tok_s: f64,
