@@ -154,6 +154,15 @@ impl<'m> BatchGenerator<'m> {
         let kv_width = cfg.num_key_value_heads * cfg.head_dim;
         let kv_dtype = model.cache.k.first().map_or(DType::F16, |t| t.dtype());
         let context = model.context();
+        // Refuse before allocating when the slots' caches cannot fit beside what the model holds.
+        let cache_bytes = 2 * cfg.num_hidden_layers as u64 * kv_dtype.bytes_for(slots * (context + 1) * kv_width);
+        if let Some(available) = gpu.memory_bytes() {
+            let held = model.summary.weight_bytes + model.summary.kv_bytes + model.summary.activation_bytes;
+            if held + cache_bytes > available {
+                let what = format!("the KV cache of {slots} slots of {context} positions beside the model");
+                return Err(Error::OutOfMemory { what, needed: held + cache_bytes, available });
+            }
+        }
         let cache = KvCache::batched(gpu, cfg.num_hidden_layers, slots, context + 1, kv_width, kv_dtype)?;
         let act = Activations::for_batch(gpu, cfg, slots)?;
         let step = forward(gpu, cfg, &model.weights, &cache, &act, StepInput::Batch(slots), Some(&act.logits))?;
