@@ -1,15 +1,15 @@
 // attention_decode_reduce.wgsl: pass 2 of 2 of attention_decode: combines the splits' partials.
-//   out[h, :] = sum_s e_s * A_s / sum_s e_s * L_s,   e_s = exp2(M_s - max_s M_s)
+//   out[b, h, :] = sum_s e_s * A_s / sum_s e_s * L_s,   e_s = exp2(M_s - max_s M_s)
 // over the splits s that hold keys at this step: s < ceil(kv_len / split_len), with kv_len and
-// split_len computed from pos[0] exactly as the first pass does (so empty splits are never read).
+// split_len computed from pos[b] exactly as the first pass does (so empty splits are never read).
 //
 // Bindings:
-//   0  partials: array<vec4<f32>> (n_splits, n_heads, HEAD_DIM/4 + 1): vec4 0 is (M, L, 0, 0),
+//   0  partials: array<vec4<f32>> (rows, n_splits, n_heads, HEAD_DIM/4 + 1): vec4 0 is (M, L, 0, 0),
 //                                 then A (see attention_decode.wgsl); read
-//   1  out: array<vec4<f32>>      (1, n_heads * HEAD_DIM), written
-//   2  pos: array<u32>            (1) position of the query
+//   1  out: array<vec4<f32>>      (rows, n_heads * HEAD_DIM), written
+//   2  pos: array<u32>            (rows) position of each query row
 //   3  params: Params
-// Workgroup: WG threads, one workgroup per head (grid n_heads). The threads share the splits to
+// Workgroup: WG threads, one workgroup per (head, row) (grid (n_heads, rows)). The threads share the splits to
 // find max_s M_s and then the weights e_s (kept in workgroup memory); for the weighted sum,
 // thread lid takes output vec4 lid % D4 over the splits lid / D4, lid / D4 + GROUPS, ... (GROUPS
 // = WG / D4 groups of threads, so the reads of many splits are in flight at once), and the first
@@ -43,13 +43,14 @@ var<workgroup> group_sums: array<vec4<f32>, WG>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let head = wid.x;
-    let kv_len = min(pos[0], params.capacity - 1u) + 1u;
+    let row = wid.y;
+    let kv_len = min(pos[row], params.capacity - 1u) + 1u;
     let even = (kv_len + params.n_splits - 1u) / params.n_splits;
     let split_len = (even + params.split_align - 1u) / params.split_align * params.split_align;
     let n_used = (kv_len + split_len - 1u) / split_len;
     let stride = D4 + 1u;
     let split_step = params.n_heads * stride;
-    let first = head * stride;
+    let first = row * params.n_splits * split_step + head * stride;
 
     var top = NEG_BIG;
     for (var s = lid; s < n_used; s += WG) {
@@ -88,6 +89,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var i = 1u; i < GROUPS; i++) {
             a += group_sums[i * D4 + c];
         }
-        out[head * D4 + c] = a / total;
+        out[(row * params.n_heads + head) * D4 + c] = a / total;
     }
 }

@@ -1,26 +1,29 @@
 // attention_decode_subgroup.wgsl: one query per head against the KV cache, split along the keys
 // (flash-decoding), pass 1 of 2. Fast variant: sums across lanes by subgroupShuffleXor.
-// The kv_len = min(pos[0] + 1, capacity) keys are shared by the n_splits workgroups of a head:
+// Query row b (one per sequence of a batch; b = 0 alone for one sequence) has position pos[b]
+// and its own cache slot b. Its kv_len = min(pos[b] + 1, capacity) keys are shared by the
+// n_splits workgroups of a (row, head):
 // split s takes keys s*split_len .. min(s*split_len + split_len, kv_len), split_len =
 // ceil(ceil(kv_len / n_splits) / split_align) * split_align (computed on the GPU at every step,
 // so every split has work when the context is long and the trailing ones none when it is short).
 // With x_j = scale*log2(e) * q[h].k[j, g] (KV head g = h / group):
-//   partials[s, h] = (M, L, A) with M = max_j x_j, L = sum_j exp2(x_j - M),
+//   partials[b, s, h] = (M, L, A) with M = max_j x_j, L = sum_j exp2(x_j - M),
 //                    A = sum_j exp2(x_j - M) * v[j, g, :]
-// attention_decode_reduce.wgsl combines the splits into out[h] = sum_s e_s A_s / sum_s e_s L_s
+// attention_decode_reduce.wgsl combines the splits into out[b, h] = sum_s e_s A_s / sum_s e_s L_s
 // with e_s = exp2(M_s - max_s M_s).
 //
 // Bindings:
-//   0  q: array<vec4<f32>>        (1, n_heads * HEAD_DIM), heads contiguous; read
-//   1  k_cache: array<vec4<u32>>  (capacity, n_kv_heads * HEAD_DIM): row p holds position p; f32
+//   0  q: array<vec4<f32>>        (rows, n_heads * HEAD_DIM), heads contiguous; read
+//   1  k_cache: array<vec4<u32>>  (rows, capacity, n_kv_heads * HEAD_DIM): slot b, row p holds
+//                                 position p of query row b (one slot: (capacity, ...)); f32
 //                                 bit patterns, or f16 pairs when KV_F16 (one vec4<u32> = 8 halves)
 //   2  v_cache: array<vec4<u32>>  same layout as k_cache
-//   3  partials: array<vec4<f32>> (n_splits, n_heads, HEAD_DIM/4 + 1): per split and head, vec4 0
+//   3  partials: array<vec4<f32>> (rows, n_splits, n_heads, HEAD_DIM/4 + 1): per split and head, vec4 0
 //                                 is (M, L, 0, 0), then A; written only by splits holding keys
-//   4  pos: array<u32>            (1) position of the query, read on the GPU so the op replays
+//   4  pos: array<u32>            (rows) position of each query row, read on the GPU so the op replays
 //   5  params: Params
-// Workgroup: WG = SLOTS * TPK threads; one workgroup per (split, query head): grid (n_splits,
-// n_heads). The heads of a group read the same K/V rows at about the same time, so the repeats
+// Workgroup: WG = SLOTS * TPK threads; one workgroup per (split, query head, row): grid (n_splits,
+// n_heads, rows). The heads of a group read the same K/V rows at about the same time, so the repeats
 // come from L2 (on an H200 this beat sharing the loads among a group's heads in one workgroup:
 // the extra registers cost more than the re-reads). The workgroup holds SLOTS key slots of TPK
 // lanes. A round covers SLOTS * R keys: slot i takes keys i, i + SLOTS, ..., i + (R-1)*SLOTS of
@@ -109,12 +112,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let split = wid.x;
     let head = wid.y;
+    let row = wid.z;
+    let slot_first_key = row * params.capacity;
     let kvh = head / params.group;
     let slot = lid / TPK;
     let lane = lid % TPK;
 
     if (lid == 0u) {
-        query_pos = pos[0];
+        query_pos = pos[row];
     }
     let p = workgroupUniformLoad(&query_pos);
     let kv_len = min(p, params.capacity - 1u) + 1u;
@@ -133,8 +138,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         var lo = vec4<f32>(0.0);
         var hi = vec4<f32>(0.0);
         if (unit < D8) {
-            lo = q[head * D4 + 2u * unit] * params.q_scale;
-            hi = q[head * D4 + 2u * unit + 1u] * params.q_scale;
+            lo = q[(row * params.n_heads + head) * D4 + 2u * unit] * params.q_scale;
+            hi = q[(row * params.n_heads + head) * D4 + 2u * unit + 1u] * params.q_scale;
         }
         qr[2u * u] = lo;
         qr[2u * u + 1u] = hi;
@@ -157,8 +162,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 var kk = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
                 var vv = kk;
                 if (key < end && unit < D8) {
-                    kk = load_unit(false, key, kvh, unit);
-                    vv = load_unit(true, key, kvh, unit);
+                    kk = load_unit(false, slot_first_key + key, kvh, unit);
+                    vv = load_unit(true, slot_first_key + key, kvh, unit);
                 }
                 let i = 2u * (r * U + u);
                 k_units[i] = kk[0];
@@ -218,7 +223,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var s = 0u; s < SLOTS; s++) {
         top = max(top, slot_max[s]);
     }
-    let base = (split * params.n_heads + head) * (D4 + 1u);
+    let base = ((row * params.n_splits + split) * params.n_heads + head) * (D4 + 1u);
     for (var c = lid; c < D4; c += WG) {
         var a = vec4<f32>(0.0);
         for (var s = 0u; s < SLOTS; s++) {

@@ -157,3 +157,113 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
         gpu_memory_bytes: model.summary.weight_bytes + model.summary.kv_bytes + model.summary.activation_bytes,
     })
 }
+
+/// `shaderlm bench --batch B`: B sequences decoded together (`BatchGenerator`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BatchBenchReport {
+    pub model: String,
+    pub gpu: String,
+    pub dtype: String,
+    pub batch: usize,
+    pub prompt_len: usize,
+    pub gen: usize,
+    /// The B prompts prefilled one after another, each into its slot.
+    pub prefill_s: f64,
+    pub decode_steps: usize,
+    /// Mean decode step (B tokens): time outside prefills over the steps (pipelined: about the
+    /// larger of the GPU's time per step and the host's).
+    pub step_ms: f64,
+    /// Tokens of all sequences per second of decode steps.
+    pub decode_tok_s: f64,
+    /// What each sequence sees: one token per step.
+    pub per_sequence_tok_s: f64,
+    pub weight_bytes: u64,
+    /// Bytes one step reads: every weight once, and each sequence's KV cache up to the mean position.
+    pub bytes_per_step: u64,
+    pub bandwidth_gbs: f64,
+    pub mbu: f64,
+    pub kv_cache_bytes: u64,
+}
+
+impl std::fmt::Display for BatchBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows = [
+            ("model", self.model.clone()),
+            ("gpu", self.gpu.clone()),
+            ("weights", self.dtype.clone()),
+            ("batch", self.batch.to_string()),
+            ("prompt / generated", format!("{} / {} per sequence", self.prompt_len, self.gen)),
+            ("prefill (all prompts)", format!("{:.3} s", self.prefill_s)),
+            ("decode step", format!("{:.3} ms ({} steps)", self.step_ms, self.decode_steps)),
+            ("decode, all sequences", format!("{:.1} tokens/s", self.decode_tok_s)),
+            ("decode, per sequence", format!("{:.1} tokens/s", self.per_sequence_tok_s)),
+            ("bytes read per decode step", format!("{:.1} MiB (weights {:.1})", mib(self.bytes_per_step), mib(self.weight_bytes))),
+            ("copy bandwidth (read+write)", format!("{:.1} GB/s", self.bandwidth_gbs)),
+            ("MBU", format!("{:.1} %", 100.0 * self.mbu)),
+            ("batched KV cache", format!("{:.1} MiB", mib(self.kv_cache_bytes))),
+        ];
+        for (k, v) in rows {
+            writeln!(f, "{k:<30} {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `batch` sequences of random prompts together for `gen` tokens each (greedy, no stop but
+/// the token limit) and reports the decode steps' total throughput.
+pub fn run_batch(model: &mut Model, opts: &BenchOptions, batch: usize) -> Result<BatchBenchReport> {
+    let vocab = model.config.vocab_size as u64;
+    let gen = opts.gen.max(2);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut random_id = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % vocab) as u32
+    };
+    let prompts: Vec<Vec<u32>> = (0..batch).map(|_| (0..opts.prompt_len.max(1)).map(|_| random_id()).collect()).collect();
+    let prompt_len = opts.prompt_len.max(1);
+    if prompt_len + gen >= model.context() {
+        return Err(crate::Error::Input(format!(
+            "prompt {prompt_len} + generated {gen} tokens exceed the context {} (raise --ctx)",
+            model.context()
+        )));
+    }
+    let kv_row = model.cache.k[0].byte_size() / model.cache.capacity as u64;
+    let layers = model.config.num_hidden_layers as u64;
+    let weight_bytes = model.weights.decode_read_bytes();
+    let bandwidth = shaderlm_engine::bandwidth::copy_bandwidth(&model.gpu, 1 << 30, 20)?;
+    let (model_name, gpu_name, dtype) = (model.path.display().to_string(), model.gpu.info().name.clone(), model.dtype_name());
+
+    let mut generator = crate::batch::BatchGenerator::new(model, batch)?;
+    generator.ids_only = true;
+    let options = crate::GenerateOptions { max_tokens: gen, sampling: Sampling::GREEDY, stop: Vec::new() };
+    for _ in 0..opts.warmup {
+        generator.clear_slots();
+        generator.generate_ids(prompts.clone(), &options)?;
+    }
+    generator.clear_slots();
+    generator.generate_ids(prompts, &options)?;
+    let stats = generator.stats.clone();
+    let step = stats.decode_time.as_secs_f64() / stats.decode_steps.max(1) as f64;
+    let mean_context = (prompt_len + gen / 2) as u64;
+    let bytes_per_step = weight_bytes + batch as u64 * 2 * layers * kv_row * mean_context;
+    Ok(BatchBenchReport {
+        model: model_name,
+        gpu: gpu_name,
+        dtype,
+        batch,
+        prompt_len,
+        gen,
+        prefill_s: stats.prefill_time.as_secs_f64(),
+        decode_steps: stats.decode_steps,
+        step_ms: step * 1e3,
+        decode_tok_s: stats.decode_tokens_per_second(),
+        per_sequence_tok_s: 1.0 / step,
+        weight_bytes,
+        bytes_per_step,
+        bandwidth_gbs: bandwidth / 1e9,
+        mbu: bytes_per_step as f64 / step / bandwidth,
+        kv_cache_bytes: generator.cache_bytes(),
+    })
+}

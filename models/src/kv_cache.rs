@@ -42,3 +42,37 @@ impl KvCache {
         same.min(ids.len().saturating_sub(1))
     }
 }
+
+impl KvCache {
+    /// A cache for `slots` sequences decoded together: per layer, K and V of shape
+    /// `(slots, capacity, n_kv_heads * head_dim)`, slot s holding sequence s. `capacity` is
+    /// rounded up so that every slot starts on an aligned offset (a slot can then be bound
+    /// alone: [`KvCache::slot`]).
+    pub fn batched(gpu: &Gpu, n_layers: usize, slots: usize, capacity: usize, kv_width: usize, dtype: DType) -> Result<KvCache> {
+        let align = gpu.info().binding_alignment;
+        let mut rows = capacity.max(1);
+        while !dtype.bytes_for(rows * kv_width).is_multiple_of(align) {
+            rows += 1;
+        }
+        let mut k = Vec::with_capacity(n_layers);
+        let mut v = Vec::with_capacity(n_layers);
+        for _ in 0..n_layers {
+            k.push(Tensor::empty(gpu, &[slots, rows, kv_width], dtype)?);
+            v.push(Tensor::empty(gpu, &[slots, rows, kv_width], dtype)?);
+        }
+        Ok(KvCache { k, v, capacity: rows, tokens: Vec::new() })
+    }
+
+    /// Slot `s` of a batched cache as a one-sequence cache: views of the same buffers, shape
+    /// `(capacity, kv_width)` per layer, holding `tokens`. A prompt prefilled through it lands
+    /// in that slot.
+    pub fn slot(&self, s: usize, tokens: Vec<u32>) -> Result<KvCache> {
+        let view = |t: &Tensor| -> Result<Tensor> {
+            let shape = t.shape();
+            Ok(t.rows(s, 1)?.reshape(&shape[1..])?)
+        };
+        let k = self.k.iter().map(view).collect::<Result<Vec<_>>>()?;
+        let v = self.v.iter().map(view).collect::<Result<Vec<_>>>()?;
+        Ok(KvCache { k, v, capacity: self.capacity, tokens })
+    }
+}

@@ -12,8 +12,10 @@
 //!
 //! The modules, in the order data flows: [`checkpoint`] (files on disk) → [`llama`] (weights on
 //! the GPU and the forward pass) with [`kv_cache`] → [`model`] (load, prefill, decode step) →
-//! [`generate`] (the streaming loop) → [`tokenizer`] (ids to text).
+//! [`generate`] (the streaming loop) → [`tokenizer`] (ids to text). [`batch`] decodes many
+//! prompts together (continuous batching over slots of one KV cache).
 
+pub mod batch;
 pub mod bench;
 pub mod checkpoint;
 pub mod compress;

@@ -6,7 +6,7 @@
 
 use shaderlm_engine::kernels::{
     add, attention_decode, attention_prefill, embedding, matmul, matvec, quantize, rms_norm, rms_norm_matvec,
-    rms_norm_matvec_rope_kv_cache, rms_norm_matvec_swiglu, rope, rope_kv_cache, swiglu,
+    rms_norm_matvec_rope_kv_cache, rms_norm_matvec_swiglu, rope, rope_kv_cache, rope_kv_cache_batched, swiglu,
 };
 use rms_norm_matvec_rope_kv_cache::Heads;
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
@@ -169,6 +169,30 @@ fn norm_qkv_rope(
     }
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
     Ok(op.then(rope_kv_cache::rope_kv_cache(gpu, qkv, inv_freq, pos, q, k_cache, v_cache, n_heads, n_kv_heads, head_dim)?))
+}
+
+/// [`norm_qkv_rope`] for a batched decode step: row b of `x` is sequence b's new token, at position
+/// `pos[b]`, and its keys and values go to slot b of the caches `(slots, capacity, kv width)`.
+#[allow(clippy::too_many_arguments)]
+fn norm_qkv_rope_batched(
+    gpu: &Gpu,
+    x: &Tensor,
+    g: &Tensor,
+    st: &StackedWeights,
+    inv_freq: &Tensor,
+    pos: &Tensor,
+    (q, k_cache, v_cache): (&Tensor, &Tensor, &Tensor),
+    (qkv, xb): (&Tensor, &Tensor),
+    heads: Heads,
+    eps: f32,
+) -> Result<Op> {
+    let mut op = norm_linear(gpu, x, g, &st.qkv_proj, qkv, xb, eps)?;
+    if let Some(bias) = &st.qkv_bias {
+        op = op.then(add::add_bias(gpu, qkv, bias)?);
+    }
+    let Heads { n_heads, n_kv_heads, head_dim } = heads;
+    let rope = rope_kv_cache_batched::rope_kv_cache_batched;
+    Ok(op.then(rope(gpu, qkv, inv_freq, pos, q, k_cache, v_cache, n_heads, n_kv_heads, head_dim)?))
 }
 
 /// `silu(gate) * up` of `rms_norm(x, g)` through the stacked `[gate; up]` weight `w`, into `out`:
@@ -463,6 +487,17 @@ impl Activations {
         })
     }
 
+    /// Activations for a batched decode step over `rows` sequences ([`StepInput::Batch`]): as
+    /// [`Activations::new`], with `logits` `(rows, vocab)`, and `next` and `pos` holding one id
+    /// and one position per sequence.
+    pub fn for_batch(gpu: &Gpu, cfg: &Config, rows: usize) -> Result<Activations> {
+        let mut act = Activations::new(gpu, cfg, rows)?;
+        act.logits = Tensor::empty(gpu, &[rows, cfg.vocab_size], DType::F32)?;
+        act.next = Tensor::empty(gpu, &[rows], DType::U32)?;
+        act.pos = Tensor::empty(gpu, &[rows], DType::U32)?;
+        Ok(act)
+    }
+
     /// Bytes of all activation buffers.
     pub fn bytes(&self) -> u64 {
         [&self.x, &self.xb, &self.xb2, &self.qkv, &self.q, &self.att, &self.gu, &self.hb, &self.x_last, &self.xb_last]
@@ -478,6 +513,11 @@ pub enum StepInput {
     Tokens(usize),
     /// `act.next`, the id the previous step sampled on the GPU (decode).
     Sampled,
+    /// `act.next[..b]`: one new id for each of b sequences (a batched decode step); row r is at
+    /// its own position `act.pos[r]` and keeps its keys and values in slot r of a batched cache
+    /// (`KvCache::batched`). Pass `logits_all` (`act.logits` of `Activations::for_batch`): every
+    /// row's logits are wanted.
+    Batch(usize),
 }
 
 /// Records the whole network for T new tokens at positions `pos .. pos + T` (pos is read from
@@ -491,6 +531,10 @@ pub enum StepInput {
 /// applies the norm and the gate; each residual add is done by the projection before it. A decode
 /// step is six dispatches per layer (attention is two). Prefill (many rows) runs the same steps
 /// unfused, around matmuls.
+///
+/// A batched decode step ([`StepInput::Batch`], one new token for each of B sequences) runs the
+/// unfused steps too, so each weight is read once for all B rows; RoPE with the cache writes and
+/// attention are per row, each at its own position in its own cache slot.
 pub fn forward(
     gpu: &Gpu,
     cfg: &Config,
@@ -501,9 +545,10 @@ pub fn forward(
     logits_all: Option<&Tensor>,
 ) -> Result<StepOps> {
     let t = match input {
-        StepInput::Tokens(t) => t,
+        StepInput::Tokens(t) | StepInput::Batch(t) => t,
         StepInput::Sampled => 1,
     };
+    let batched = matches!(input, StepInput::Batch(_));
     if t == 0 || t > act.rows {
         return Err(Error::Input(format!("a step takes 1..={} tokens, got {t}", act.rows)));
     }
@@ -518,6 +563,7 @@ pub fn forward(
     let ids = match input {
         StepInput::Tokens(t) => act.tokens.rows(0, t)?,
         StepInput::Sampled => act.next.clone(),
+        StepInput::Batch(b) => act.next.rows(0, b)?,
     };
 
     let mut body = Vec::new();
@@ -529,10 +575,13 @@ pub fn forward(
         // keys and values stored at positions pos.. in the cache
         let (k_cache, v_cache) = (&cache.k[l], &cache.v[l]);
         let (outputs, scratch) = ((&q, k_cache, v_cache), (&qkv, &xb));
+        let norm_qkv_rope = if batched { norm_qkv_rope_batched } else { norm_qkv_rope };
         let input = norm_qkv_rope(gpu, &x, &lw.input_layernorm, st, &w.inv_freq, &act.pos, outputs, scratch, heads, eps)?;
         body.push(input.labelled(&name("attn_norm+qkv_proj+rope+kv_cache")));
         // causal grouped-query attention over the cache
-        let attend = if t == 1 {
+        let attend = if batched {
+            attention_decode::attention_decode_batched(gpu, &q, k_cache, v_cache, &att, &act.pos, nh, nkv, hd, scale)?
+        } else if t == 1 {
             attention_decode::attention_decode(gpu, &q, k_cache, v_cache, &att, &act.pos, nh, nkv, hd, scale)?
         } else {
             attention_prefill::attention_prefill(gpu, &q, k_cache, v_cache, &att, &act.pos, nh, nkv, hd, scale)?

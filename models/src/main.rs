@@ -21,13 +21,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Continue a prompt, streaming only the continuation to stdout.
+    /// Continue a prompt, streaming only the continuation to stdout; or, with --prompts-file,
+    /// many prompts decoded together in batches, one JSON line per prompt.
     Generate {
         #[command(flatten)]
         model: ModelArgs,
         /// The text to continue.
+        #[arg(long, required_unless_present = "prompts_file", conflicts_with = "prompts_file")]
+        prompt: Option<String>,
+        /// One prompt per line (empty lines skipped). Writes one JSON line per prompt to stdout,
+        /// in input order: {"id" (its line, from 0), "prompt", "text", "tokens" (generated),
+        /// "ttft_ms" (from the start of the run), "tokens_per_s"}; a summary goes to stderr.
         #[arg(long)]
-        prompt: String,
+        prompts_file: Option<PathBuf>,
+        /// Sequences decoded together (with --prompts-file).
+        #[arg(long, default_value_t = 8, requires = "prompts_file")]
+        batch: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
     },
@@ -44,7 +53,8 @@ enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
     },
-    /// Measure time to first token, time per output token, throughput and bandwidth use.
+    /// Measure time to first token, time per output token, throughput and bandwidth use; with
+    /// --batch B, the total decode throughput of B sequences decoded together.
     Bench {
         #[command(flatten)]
         model: ModelArgs,
@@ -57,6 +67,9 @@ enum Command {
         /// Untimed runs first.
         #[arg(long, default_value_t = 1)]
         warmup: usize,
+        /// Decode this many sequences together and report their total tokens/s.
+        #[arg(long)]
+        batch: Option<usize>,
         /// Print one JSON object as the last line of stdout.
         #[arg(long)]
         json: bool,
@@ -255,11 +268,64 @@ fn stream(generation: Generation<'_>) -> shaderlm::Result<String> {
     Ok(text)
 }
 
+fn to_json(value: &impl serde::Serialize) -> shaderlm::Result<String> {
+    serde_json::to_string(value).map_err(|e| shaderlm::Error::Input(e.to_string()))
+}
+
+/// `generate --prompts-file`: every prompt of the file through a `BatchGenerator` of `batch`
+/// slots; one JSON line per prompt on stdout, in input order, and a summary on stderr.
+fn generate_batch(args: &ModelArgs, file: &std::path::Path, batch: usize, sampling: &SamplingArgs) -> shaderlm::Result<()> {
+    let text = std::fs::read_to_string(file).map_err(|source| shaderlm::Error::Io { path: file.to_path_buf(), source })?;
+    // (line number, prompt) of each non-empty line.
+    let lines: Vec<(usize, String)> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| (i, l.to_string()))
+        .collect();
+    if lines.is_empty() {
+        return Err(shaderlm::Error::Input(format!("{} holds no prompts (one per line)", file.display())));
+    }
+    let mut model = load(args)?;
+    let prompts: Vec<String> = lines.iter().map(|(_, p)| p.clone()).collect();
+    let mut generator = shaderlm::batch::BatchGenerator::new(&mut model, batch)?;
+    let outputs = generator.generate(&prompts, &sampling.options())?;
+    let mut out = std::io::stdout().lock();
+    for (o, (line, prompt)) in outputs.iter().zip(&lines) {
+        let json = serde_json::json!({
+            "id": line,
+            "prompt": prompt,
+            "text": o.text,
+            "tokens": o.ids.len(),
+            "ttft_ms": o.time_to_first_token.as_secs_f64() * 1e3,
+            "tokens_per_s": o.tokens_per_second,
+        });
+        let _ = writeln!(out, "{json}");
+    }
+    let s = &generator.stats;
+    eprintln!(
+        "[{} prompts, batch {}: {} tokens generated in {:.2} s, {:.1} tokens/s in total ({:.1} tokens/s in {} decode steps, prefill {:.2} s)]",
+        s.prompts,
+        generator.slots(),
+        s.generated_tokens,
+        s.total_time.as_secs_f64(),
+        s.tokens_per_second(),
+        s.decode_tokens_per_second(),
+        s.decode_steps,
+        s.prefill_time.as_secs_f64()
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> shaderlm::Result<()> {
     match cli.command {
-        Command::Generate { model, prompt, sampling } => {
+        Command::Generate { model, prompts_file: Some(file), batch, sampling, .. } => {
+            generate_batch(&model, &file, batch, &sampling)?;
+        }
+        Command::Generate { model, prompt, prompts_file: None, sampling, .. } => {
             let mut model = load(&model)?;
-            let generation = model.generate(&prompt, &sampling.options())?;
+            let generation = model.generate(&prompt.unwrap_or_default(), &sampling.options())?;
             stream(generation)?;
             println!();
         }
@@ -294,13 +360,22 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
                 messages.push(ChatMessage::new("assistant", reply));
             }
         }
-        Command::Bench { model, prompt_len, gen, warmup, json } => {
+        Command::Bench { model, prompt_len, gen, warmup, batch, json } => {
             let ctx = model.ctx.or(Some(prompt_len + gen + 1));
             let mut model = load(&ModelArgs { ctx, ..model })?;
-            let report = shaderlm::bench::run(&mut model, &shaderlm::bench::BenchOptions { prompt_len, gen, warmup })?;
-            print!("{report}");
-            if json {
-                println!("{}", serde_json::to_string(&report).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
+            let options = shaderlm::bench::BenchOptions { prompt_len, gen, warmup };
+            if let Some(batch) = batch {
+                let report = shaderlm::bench::run_batch(&mut model, &options, batch)?;
+                print!("{report}");
+                if json {
+                    println!("{}", to_json(&report)?);
+                }
+            } else {
+                let report = shaderlm::bench::run(&mut model, &options)?;
+                print!("{report}");
+                if json {
+                    println!("{}", to_json(&report)?);
+                }
             }
         }
         Command::Synth { shape, out, dtype, layers, seed } => {

@@ -2,6 +2,7 @@
 //! Llama-3-style checkpoints against a CPU forward pass, and the errors a user can cause.
 
 mod calib;
+mod batch;
 mod cpu_llama;
 mod quant;
 mod tiny;

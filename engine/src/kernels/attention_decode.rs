@@ -5,9 +5,13 @@
 //! more than the cache's capacity can use. At each step the kernels read the position from
 //! `pos` and share the keys evenly among the splits (in whole rounds of keys), so a long context
 //! keeps every split busy and a short one leaves the trailing splits idle.
+//!
+//! [`attention_decode_batched`] runs the same kernels over a batch of sequences: query row b has
+//! its own position `pos[b]` and its own slot b of a cache laid out `(rows, capacity, kv width)`
+//! (the grid gains a dimension; one sequence is the batch of one).
 
 use super::attention_prefill::check_inputs;
-use super::{dispatch, shader, Bind, Op, Shader};
+use super::{dispatch, expect_shape, shader, Bind, Op, Shader};
 use crate::error::{Error, Result};
 use crate::{DType, Gpu, Tensor};
 
@@ -81,6 +85,58 @@ pub fn attention_decode(
     if n_rows != 1 {
         return Err(Error::shape(OP, "q rows (one query per head)", 1, n_rows));
     }
+    build(gpu, q, k, v, out, pos, Shape { rows: 1, capacity, n_heads, n_kv_heads, head_dim }, scale)
+}
+
+/// [`attention_decode`] for a batch: query row b at position `pos[b]` attends to keys
+/// `0 ..= min(pos[b], capacity - 1)` of its own cache slot b; two dispatches for all rows.
+/// - `q`, `out`: `[rows, n_heads * head_dim]` f32 (distinct buffers).
+/// - `k`, `v`: `[rows, capacity, n_kv_heads * head_dim]`, both f32 or both f16: slot b is row b's cache.
+/// - `pos`: `[rows]` u32, read on the GPU.
+/// - `head_dim % 8 == 0`, `head_dim <= 256`; `n_heads % n_kv_heads == 0`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_decode_batched(
+    gpu: &Gpu,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    pos: &Tensor,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+) -> Result<Op> {
+    const OP: &str = "attention_decode_batched";
+    let (rows, capacity, kv_width) = match *k.shape() {
+        [rows, capacity, kv_width] if rows > 0 && capacity > 0 => (rows, capacity, kv_width),
+        _ => return Err(Error::shape(OP, "k", "[rows, capacity, n_kv_heads * head_dim]", k.shape())),
+    };
+    expect_shape(OP, "v (same as k)", v, k.shape())?;
+    expect_shape(OP, "pos", pos, &[rows])?;
+    // The single-row checks, on the caches seen as one 2-D tensor and one position.
+    let (k2, v2) = (k.reshape(&[rows * capacity, kv_width])?, v.reshape(&[rows * capacity, kv_width])?);
+    let (n_rows, _) = check_inputs(OP, q, &k2, &v2, out, &pos.rows(0, 1)?, n_heads, n_kv_heads, head_dim)?;
+    if n_rows != rows {
+        return Err(Error::shape(OP, "q rows (one per cache slot)", rows, n_rows));
+    }
+    build(gpu, q, k, v, out, pos, Shape { rows, capacity, n_heads, n_kv_heads, head_dim }, scale)
+}
+
+/// The sizes both entry points have checked.
+struct Shape {
+    rows: usize,
+    capacity: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+/// Builds the split and reduce dispatches for checked inputs.
+#[allow(clippy::too_many_arguments)]
+fn build(gpu: &Gpu, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, pos: &Tensor, shape: Shape, scale: f32) -> Result<Op> {
+    const OP: &str = "attention_decode";
+    let Shape { rows, capacity, n_heads, n_kv_heads, head_dim } = shape;
     // Lanes per key: enough for the head's 8-element units, at most a subgroup (8 lanes on the
     // portable path, where lane sums go through workgroup memory). At most 4 units per lane.
     let units = head_dim / 8;
@@ -108,8 +164,9 @@ pub fn attention_decode(
         return Err(Error::TooLarge { what, bytes, limit });
     }
     let split_align = slots * keys_per_round;
-    let n_splits = (TARGET_WORKGROUPS / n_heads).clamp(1, capacity.div_ceil(split_align).min(MAX_SPLITS));
-    let partials = Tensor::empty(gpu, &[n_splits, n_heads, head_dim + 4], DType::F32)?;
+    // A batch's rows fill the GPU too: the target counts the workgroups of every row.
+    let n_splits = (TARGET_WORKGROUPS / (n_heads * rows)).clamp(1, capacity.div_ceil(split_align).min(MAX_SPLITS));
+    let partials = Tensor::empty(gpu, &[rows, n_splits, n_heads, head_dim + 4], DType::F32)?;
 
     let f16 = k.dtype() == DType::F16;
     let params = Params {
@@ -139,7 +196,7 @@ pub fn attention_decode(
         Bind::Uniform(&uniform),
     ];
     let shader = if subgroup { &SUBGROUP } else { &PORTABLE };
-    let grid = [n_splits as u32, n_heads as u32, 1];
+    let grid = [n_splits as u32, n_heads as u32, rows as u32];
     let splits = dispatch(gpu, OP, shader, &constants, &binds, grid)?;
 
     let reduce_params = ReduceParams {
@@ -151,6 +208,6 @@ pub fn attention_decode(
     let reduce_uniform = gpu.uniform(OP, &reduce_params);
     let constants = [("HEAD_DIM", head_dim as f64), ("WG", REDUCE_WORKGROUP_SIZE as f64)];
     let binds = [Bind::Tensor(&partials), Bind::Tensor(out), Bind::Tensor(pos), Bind::Uniform(&reduce_uniform)];
-    let reduce = dispatch(gpu, OP, &REDUCE, &constants, &binds, [n_heads as u32, 1, 1])?;
+    let reduce = dispatch(gpu, OP, &REDUCE, &constants, &binds, [n_heads as u32, rows as u32, 1])?;
     Ok(Op { dispatches: vec![splits, reduce] })
 }
