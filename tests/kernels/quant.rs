@@ -293,7 +293,14 @@ fn packed_weight(gpu: &Gpu, dtype: DType, n: usize, k: usize, seed: u64) -> (Ten
 /// What a packed matvec on `path` should give for the weight `words` `[n, k]` and x `xs`:
 /// the reference y and, per row, the scale its tolerance is proportional to, the x-rounding slack
 /// folded in (so that `atol + SUM_RTOL * scale` is the whole bound).
-fn packed_matvec_want(dtype: DType, words: &[u32], n: usize, k: usize, xs: &[f32], path: QuantPath) -> (Vec<f32>, Vec<f32>) {
+fn packed_matvec_want(
+    dtype: DType,
+    words: &[u32],
+    n: usize,
+    k: usize,
+    xs: &[f32],
+    path: QuantPath,
+) -> (Vec<f32>, Vec<f32>) {
     let deq = dequantize(dtype, words, n, k).unwrap();
     let terms = term_magnitudes(dtype, words, n, k);
     let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
@@ -313,7 +320,7 @@ fn packed_matvec_want(dtype: DType, words: &[u32], n: usize, k: usize, xs: &[f32
             (qscale, (0..n * k).map(|e| mins[e / g].to_f32()).collect())
         }
     };
-    let (mut by_rounded, mut by_min, mut rounded_scale, mut off) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let [mut by_rounded, mut by_min, mut rounded_scale, mut off] = [(); 4].map(|_| vec![0.0; n]);
     reference::matvec::matvec(&products, &rounded, &mut by_rounded);
     reference::matvec::matvec(&mins, xs, &mut by_min);
     reference::matvec::matvec_abs(&terms, &rounded, &mut rounded_scale);
