@@ -565,8 +565,9 @@ fn rms_norm_matvec_rope_kv_cache_packed_matches_reference() {
             let q = Tensor::empty(gpu, &[qw], DType::F32).unwrap();
             let (k_cache, v_cache) = (t32(&[capacity, kvw], &k_before), t32(&[capacity, kvw], &v_before));
             assert!(norm_qkv_rope::fits(gpu, &w, &x, &g, &f, heads), "{case}: fits");
-            let op = norm_qkv_rope::rms_norm_matvec_rope_kv_cache(gpu, &x, &g, &w, &f, &p, &q, &k_cache, &v_cache, heads, EPS)
-                .unwrap();
+            let (kc, vc) = (&k_cache, &v_cache);
+            let op = norm_qkv_rope::rms_norm_matvec_rope_kv_cache(gpu, &x, &g, &w, &f, &p, &q, kc, vc, heads, EPS);
+            let op = op.unwrap();
             let got_q = run_poisoned(gpu, &op, &q);
             let (got_k, got_v) = (k_cache.to_f32(gpu).unwrap(), v_cache.to_f32(gpu).unwrap());
 
@@ -583,9 +584,10 @@ fn rms_norm_matvec_rope_kv_cache_packed_matches_reference() {
             assert_close_to_scale(&format!("{case} q"), &got_q, &want_q, &pair_scale(0, qw), SUM_RTOL, SUM_ATOL);
             let row = pos as usize * kvw..(pos as usize + 1) * kvw;
             let k_scale = pair_scale(qw, kvw);
-            assert_close_to_scale(&format!("{case} k"), &got_k[row.clone()], &want_k[row.clone()], &k_scale, SUM_RTOL, SUM_ATOL);
-            let v_scale = &scale[qw + kvw..];
-            assert_close_to_scale(&format!("{case} v"), &got_v[row.clone()], &want_v[row.clone()], v_scale, SUM_RTOL, SUM_ATOL);
+            let (gk, wk) = (&got_k[row.clone()], &want_k[row.clone()]);
+            assert_close_to_scale(&format!("{case} k"), gk, wk, &k_scale, SUM_RTOL, SUM_ATOL);
+            let (gv, wv, v_scale) = (&got_v[row.clone()], &want_v[row.clone()], &scale[qw + kvw..]);
+            assert_close_to_scale(&format!("{case} v"), gv, wv, v_scale, SUM_RTOL, SUM_ATOL);
             assert_eq!(got_k[..row.start], k_before[..row.start], "{case}: other cache rows untouched");
         }
     }
