@@ -257,8 +257,10 @@ fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
 }
 
 /// Shapes (N x K) of the quant sweep: Llama-2-7B's projections, then SmolLM2-135M's.
-const QUANT_SHAPES: [(usize, usize); 6] = [(4096, 4096), (11008, 4096), (4096, 11008), (576, 576), (1536, 576), (576, 1536)];
-const QUANT_SHAPES_QUICK: [(usize, usize); 6] = [(512, 512), (1376, 512), (512, 1376), (576, 576), (1536, 576), (576, 1536)];
+const QUANT_SHAPES: [(usize, usize); 6] =
+    [(4096, 4096), (11008, 4096), (4096, 11008), (576, 576), (1536, 576), (576, 1536)];
+const QUANT_SHAPES_QUICK: [(usize, usize); 6] =
+    [(512, 512), (1376, 512), (512, 1376), (576, 576), (1536, 576), (576, 1536)];
 
 /// `--quant-sweep`: per shape, the f16 matvec, then for each packed dtype its default
 /// (`QuantMatvecConfig::for_weight`) and the best workgroup shapes of each path.
@@ -318,11 +320,13 @@ fn quant_sweep_table(gpu: &Gpu, shapes: &Shapes, copy_read: f64) -> Result<()> {
                 }
                 results.sort_by(|a, b| a.0.total_cmp(&b.0));
                 for (us, c) in results.iter().take(4) {
-                    line(&format!("{dtype}"), &format!("{:?}", c.path), c.workgroup_size, c.rows_per_workgroup, *us, bench.bytes);
+                    let (w, path) = (dtype.to_string(), format!("{:?}", c.path));
+                    line(&w, &path, c.workgroup_size, c.rows_per_workgroup, *us, bench.bytes);
                 }
                 if let Some(&(us, c)) = results.first() {
                     summary.push(format!(
-                        "  {:>13} {:>7} best {:?}: {} threads x {} rows, {:.2} us = {:.2}x f16 (default {:?} {}x{}: {:.2}x)",
+                        "  {:>13} {:>7} best {:?}: {} threads x {} rows, {:.2} us = {:.2}x f16 \
+                         (default {:?} {}x{}: {:.2}x)",
                         format!("{n} x {k}"),
                         dtype.to_string(),
                         path,

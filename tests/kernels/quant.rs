@@ -24,7 +24,9 @@ use shaderlm_engine::kernels::matvec::{
     QuantMatvecConfig, QuantPath,
 };
 use shaderlm_engine::kernels::rms_norm_matvec::{fits_packed, rms_norm_matvec};
+use shaderlm_engine::kernels::rms_norm_matvec_rope_kv_cache::{self as norm_qkv_rope, Heads};
 use shaderlm_engine::kernels::rms_norm_matvec_swiglu::rms_norm_matvec_swiglu;
+use shaderlm_engine::kernels::rope::inv_freq;
 use shaderlm_engine::kernels::{matmul::matmul, quantize::quantize};
 use shaderlm_engine::{reference, DType, Error, Gpu, GpuOptions, Tensor};
 
@@ -293,7 +295,14 @@ fn packed_weight(gpu: &Gpu, dtype: DType, n: usize, k: usize, seed: u64) -> (Ten
 /// What a packed matvec on `path` should give for the weight `words` `[n, k]` and x `xs`:
 /// the reference y and, per row, the scale its tolerance is proportional to, the x-rounding slack
 /// folded in (so that `atol + SUM_RTOL * scale` is the whole bound).
-fn packed_matvec_want(dtype: DType, words: &[u32], n: usize, k: usize, xs: &[f32], path: QuantPath) -> (Vec<f32>, Vec<f32>) {
+fn packed_matvec_want(
+    dtype: DType,
+    words: &[u32],
+    n: usize,
+    k: usize,
+    xs: &[f32],
+    path: QuantPath,
+) -> (Vec<f32>, Vec<f32>) {
     let deq = dequantize(dtype, words, n, k).unwrap();
     let terms = term_magnitudes(dtype, words, n, k);
     let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
@@ -313,7 +322,7 @@ fn packed_matvec_want(dtype: DType, words: &[u32], n: usize, k: usize, xs: &[f32
             (qscale, (0..n * k).map(|e| mins[e / g].to_f32()).collect())
         }
     };
-    let (mut by_rounded, mut by_min, mut rounded_scale, mut off) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let [mut by_rounded, mut by_min, mut rounded_scale, mut off] = [(); 4].map(|_| vec![0.0; n]);
     reference::matvec::matvec(&products, &rounded, &mut by_rounded);
     reference::matvec::matvec(&mins, xs, &mut by_min);
     reference::matvec::matvec_abs(&terms, &rounded, &mut rounded_scale);
@@ -526,6 +535,60 @@ fn rms_norm_matvec_packed_matches_reference() {
                     assert!(err <= tol, "{case} swiglu: out[{i}] = {}, want {} (tolerance {tol})", got[i], want_out[i]);
                 }
             }
+        }
+    }
+}
+
+/// rms_norm_matvec_rope_kv_cache over packed weights (subgroup adapters): the norm, the Dot4
+/// matvec's reference over the stacked q/k/v rows, then reference::rope_kv_cache; each rotated
+/// element mixes two sums, so its tolerance is the sum of theirs (f32 cache).
+#[test]
+fn rms_norm_matvec_rope_kv_cache_packed_matches_reference() {
+    const EPS: f32 = 1e-5;
+    let heads = Heads { n_heads: 4, n_kv_heads: 2, head_dim: 16 };
+    let (qw, kvw, capacity, pos) = (64, 32, 3, 2u32);
+    let rows = qw + 2 * kvw;
+    for gpu in gpus().iter().filter(|g| g.info().features.subgroups) {
+        for dtype in PACKED {
+            let k = 2 * dtype.group().unwrap();
+            let case = format!("rms_norm_matvec_rope_kv_cache k={k} w={dtype} [{}]", path(gpu));
+            let words = quantize_cpu(dtype, &weights(rows, k, 41), rows, k);
+            let mut rng = Rng::new(42);
+            let xs = rng.vec(k, 5.0);
+            let gs: Vec<f32> = rng.vec(k, 0.5).iter().map(|v| v + 1.0).collect();
+            let (k_before, v_before) = (rng.vec(capacity * kvw, 1.0), rng.vec(capacity * kvw, 1.0));
+            let freqs = inv_freq(heads.head_dim, 10_000.0, None);
+            let t32 = |shape: &[usize], data: &[f32]| Tensor::from_f32(gpu, shape, DType::F32, data).unwrap();
+            let w = Tensor::from_words(gpu, &[rows, k], dtype, &words).unwrap();
+            let (x, g, f) = (t32(&[k], &xs), t32(&[k], &gs), t32(&[heads.head_dim / 2], &freqs));
+            let p = Tensor::from_u32(gpu, &[1], &[pos]).unwrap();
+            let q = Tensor::empty(gpu, &[qw], DType::F32).unwrap();
+            let (k_cache, v_cache) = (t32(&[capacity, kvw], &k_before), t32(&[capacity, kvw], &v_before));
+            assert!(norm_qkv_rope::fits(gpu, &w, &x, &g, &f, heads), "{case}: fits");
+            let (kc, vc) = (&k_cache, &v_cache);
+            let op = norm_qkv_rope::rms_norm_matvec_rope_kv_cache(gpu, &x, &g, &w, &f, &p, &q, kc, vc, heads, EPS);
+            let op = op.unwrap();
+            let got_q = run_poisoned(gpu, &op, &q);
+            let (got_k, got_v) = (k_cache.to_f32(gpu).unwrap(), v_cache.to_f32(gpu).unwrap());
+
+            let normed = reference::rms_norm::rms_norm(&xs, &gs, EPS);
+            let (qkv, scale) = packed_matvec_want(dtype, &words, rows, k, &normed, QuantPath::Dot4);
+            let (mut want_k, mut want_v) = (k_before.clone(), v_before.clone());
+            let want_q =
+                reference::rope_kv_cache::rope_kv_cache(&qkv, &freqs, pos, &mut want_k, &mut want_v, 4, 2, 16);
+            // Element e of a rotated part mixes the sums of e and its pair partner.
+            let pair_scale = |part: usize, width: usize| -> Vec<f32> {
+                let hd = heads.head_dim;
+                (0..width).map(|e| scale[part + e] + scale[part + e / hd * hd + (e % hd + hd / 2) % hd]).collect()
+            };
+            assert_close_to_scale(&format!("{case} q"), &got_q, &want_q, &pair_scale(0, qw), SUM_RTOL, SUM_ATOL);
+            let row = pos as usize * kvw..(pos as usize + 1) * kvw;
+            let k_scale = pair_scale(qw, kvw);
+            let (gk, wk) = (&got_k[row.clone()], &want_k[row.clone()]);
+            assert_close_to_scale(&format!("{case} k"), gk, wk, &k_scale, SUM_RTOL, SUM_ATOL);
+            let (gv, wv, v_scale) = (&got_v[row.clone()], &want_v[row.clone()], &scale[qw + kvw..]);
+            assert_close_to_scale(&format!("{case} v"), gv, wv, v_scale, SUM_RTOL, SUM_ATOL);
+            assert_eq!(got_k[..row.start], k_before[..row.start], "{case}: other cache rows untouched");
         }
     }
 }

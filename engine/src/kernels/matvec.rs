@@ -127,9 +127,11 @@ pub struct QuantMatvecConfig {
 impl QuantMatvecConfig {
     /// What `matvec` uses for the packed `w` on `gpu`. With subgroups: `Dot4`, one thread per
     /// block of 32 elements of a row (at least 32, at most 256 threads) and 8 rows, so that a
-    /// thread's rounded x serves 8 rows and it has 8 quant loads in flight (a guess to be
-    /// checked by `engine_bench --quant-sweep`); 32 threads x 4 rows on a CPU adapter. Without
-    /// subgroups: `Float` in [`MatvecConfig::for_weight`]'s shape.
+    /// thread's rounded x serves 8 rows and it has 8 quant loads in flight, but fewer rows for a
+    /// weight of under 4096 rows, so that it still spreads over at least 512 workgroups (N / 512
+    /// rows, at least 1: SmolLM2's 576-row projections would otherwise fill 72 workgroups); a
+    /// guess to be checked by `engine_bench --quant-sweep`. 32 threads x 4 rows on a CPU
+    /// adapter. Without subgroups: `Float` in [`MatvecConfig::for_weight`]'s shape.
     pub fn for_weight(gpu: &Gpu, w: &Tensor) -> QuantMatvecConfig {
         let float = MatvecConfig::for_weight(gpu, w);
         // 2:4 sparse weights have one path: their values are floats (or dequantized to them).
@@ -151,7 +153,9 @@ impl QuantMatvecConfig {
         }
         let blocks = w.shape().last().map_or(32, |&k| k / 32) as u32;
         let workgroup_size = blocks.next_power_of_two().clamp(32, 256);
-        QuantMatvecConfig { workgroup_size, rows_per_workgroup: 8, path: QuantPath::Dot4 }
+        let rows = w.shape().first().copied().unwrap_or(0) as u32;
+        let rows_per_workgroup = (rows / 512).clamp(1, 8);
+        QuantMatvecConfig { workgroup_size, rows_per_workgroup, path: QuantPath::Dot4 }
     }
 }
 

@@ -4,9 +4,11 @@
 //! vector followed by `rope_kv_cache::rope_kv_cache`, which stay as its oracle. Each workgroup
 //! reduces 8 rows of the weight chosen so that the RoPE pairs (elements i and i + head_dim / 2 of
 //! a head) meet in one workgroup. Decode only; full rotary only, no q/k/v bias (a model runs the
-//! unfused ops otherwise: see [`fits`]).
+//! unfused ops otherwise: see [`fits`]). A packed weight (Q8, Q4, Q4G128) that
+//! [`rms_norm_matvec::fits_packed`] goes through the `Dot4` projection
+//! (shaders/rms_norm_matvec_rope_kv_cache_{q8,q4}_dot4.wgsl).
 
-use super::matvec::MatvecConfig;
+use super::matvec::{MatvecConfig, QuantMatvecConfig};
 use super::rms_norm_matvec;
 use super::{dims2, dispatch, expect_dtype, expect_shape, shader, Bind, Op, Shader};
 use crate::error::{Error, Result};
@@ -14,6 +16,8 @@ use crate::{DType, Gpu, Tensor};
 
 const PORTABLE: Shader = shader!("rms_norm_matvec_rope_kv_cache");
 const SUBGROUP: Shader = shader!("rms_norm_matvec_rope_kv_cache_subgroup");
+const Q8_DOT4: Shader = shader!("rms_norm_matvec_rope_kv_cache_q8_dot4");
+const Q4_DOT4: Shader = shader!("rms_norm_matvec_rope_kv_cache_q4_dot4");
 /// Weight rows per workgroup (the shaders' ROWS): four RoPE pairs, or eight rows of v.
 const ROWS: usize = 8;
 
@@ -21,7 +25,8 @@ const ROWS: usize = 8;
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
     pub k: u32,
-    /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32).
+    /// 16-byte words per row (`k / 8` for F16, `k / 4` for F32; quant words: `k / 16` for Q8,
+    /// `k / 32` for Q4).
     pub row_words: u32,
     pub eps: f32,
     pub n_heads: u32,
@@ -47,13 +52,13 @@ pub fn fits(gpu: &Gpu, w: &Tensor, x: &Tensor, g: &Tensor, inv_freq: &Tensor, he
     heads.head_dim > 0
         && heads.head_dim.is_multiple_of(8)
         && inv_freq.shape() == [heads.head_dim / 2]
-        && rms_norm_matvec::fits(gpu, w, x, g)
+        && (rms_norm_matvec::fits(gpu, w, x, g) || rms_norm_matvec::fits_packed(gpu, w, x, g))
 }
 
 /// `q = rope(q part)`, `k_cache[p] = rope(k part)`, `v_cache[p] = v part` of
 /// `w . rms_norm(x, g, eps)`, with `p = pos[0]` (cache rows skipped when `p >= capacity`).
-/// - `x`, `g`: F32 `[K]` or `[1, K]`; `w`: `[(n_heads + 2 n_kv_heads) * head_dim, K]`, F32 or F16,
-///   the stacked q/k/v projection, that [`fits`];
+/// - `x`, `g`: F32 `[K]` or `[1, K]`; `w`: `[(n_heads + 2 n_kv_heads) * head_dim, K]`, F32, F16
+///   or packed, the stacked q/k/v projection, that [`fits`];
 /// - `inv_freq`: F32 `[head_dim / 2]`; `pos`: U32 `[1]`;
 /// - `q`: F32 `[n_heads * head_dim]` or `[1, n_heads * head_dim]`;
 /// - `k_cache`, `v_cache`: `[capacity, n_kv_heads * head_dim]`, both F32 or both F16.
@@ -101,10 +106,14 @@ pub fn rms_norm_matvec_rope_kv_cache(
         return Err(Error::shape(OP, "q buffer", "not shared with another binding", "shared"));
     }
 
-    let per_word = if w.dtype() == DType::F16 { 8 } else { 4 };
+    let row_words = match w.dtype() {
+        DType::F16 => k / 8,
+        DType::F32 => k / 4,
+        packed => (packed.quant_bytes(k) / 16) as usize,
+    };
     let params = Params {
         k: k as u32,
-        row_words: (k / per_word) as u32,
+        row_words: row_words as u32,
         eps,
         n_heads: n_heads as u32,
         n_kv_heads: n_kv_heads as u32,
@@ -113,13 +122,37 @@ pub fn rms_norm_matvec_rope_kv_cache(
         _pad: 0,
     };
     let uniform = gpu.uniform(OP, &params);
+    let groups = (rows / ROWS) as u32;
+    let cache_f16 = ("CACHE_F16", (k_cache.dtype() == DType::F16) as u8 as f64);
+    if w.dtype().is_packed() {
+        let shader = if w.dtype() == DType::Q8 { &Q8_DOT4 } else { &Q4_DOT4 };
+        let threads = QuantMatvecConfig::for_weight(gpu, w).workgroup_size;
+        let mut constants = vec![("WORKGROUP_SIZE", threads as f64), cache_f16];
+        if w.dtype() != DType::Q8 {
+            // Quant words per scale group: 32 elements per word.
+            constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
+        }
+        let binds = [
+            Bind::Quants(w),
+            Bind::Scales(w),
+            Bind::Tensor(x),
+            Bind::Tensor(g),
+            Bind::Tensor(inv_freq),
+            Bind::Tensor(pos),
+            Bind::Tensor(q),
+            Bind::Tensor(k_cache),
+            Bind::Tensor(v_cache),
+            Bind::Uniform(&uniform),
+        ];
+        let d = dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?;
+        return Ok(Op { dispatches: vec![d] });
+    }
     let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
     let constants = [
         ("WORKGROUP_SIZE", MatvecConfig::for_gpu(gpu).workgroup_size as f64),
         ("W_F16", (w.dtype() == DType::F16) as u8 as f64),
-        ("CACHE_F16", (k_cache.dtype() == DType::F16) as u8 as f64),
+        cache_f16,
     ];
-    let groups = (rows / ROWS) as u32;
     let binds = [
         Bind::Tensor(w),
         Bind::Tensor(x),

@@ -20,7 +20,8 @@ const Q4_DOT4: Shader = shader!("rms_norm_matvec_swiglu_q4_dot4");
 
 /// `out[i] = silu(a_i) * b_i` for `i < n`, with `a`, `b` the two halves of
 /// `w . rms_norm(x, g, eps)`. `x`, `g`: F32 `[K]` or `[1, K]`; `w`: `[2n, K]` F32 or F16 (gate
-/// rows, then up rows) that fits, or packed that fits_packed; `out`: F32 `[n]` or `[1, n]`, a buffer other than the inputs'.
+/// rows, then up rows) that fits, or packed that fits_packed; `out`: F32 `[n]` or `[1, n]`, a
+/// buffer other than the inputs'.
 pub fn rms_norm_matvec_swiglu(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor, eps: f32) -> Result<Op> {
     const OP: &str = "rms_norm_matvec_swiglu";
     let (rows, k) = check(OP, gpu, x, g, w, out)?;
