@@ -1,6 +1,7 @@
 //! The model end to end: stories260K against its reference outputs, tiny random Qwen2-style and
 //! Llama-3-style checkpoints against a CPU forward pass, and the errors a user can cause.
 
+mod compress;
 mod cpu_llama;
 mod quant;
 mod tiny;

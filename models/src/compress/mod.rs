@@ -8,3 +8,7 @@
 
 pub mod awq;
 pub mod calib;
+pub mod edits;
+pub mod plan;
+pub mod prune;
+pub mod summary;
