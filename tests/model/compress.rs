@@ -234,11 +234,12 @@ fn layer_and_channel_rankings() {
     // Channel importance sqrt(sum a_j^2) * ||down[:, j]||.
     let down = [1.0, 2.0, 0.0, 3.0, 0.0, 1.0, 1.0, 1.0]; // (2, 4)
     let scores = prune::ffn_channel_scores(&down, 4, &[1.0, 1.0, 100.0, 0.25]).unwrap();
-    let want = [(1.0f64 + 9.0).sqrt(), 2.0, 10.0, (1.0f64 + 1.0).sqrt() * 0.5];
+    // column norms^2: 1, 5, 1, 10
+    let want = [1.0, 5f64.sqrt(), 10.0, 10f64.sqrt() * 0.5];
     for (g, w) in scores.iter().zip(want) {
         assert!((g - w).abs() < 1e-12, "{scores:?}");
     }
-    assert_eq!(prune::ffn_channels_to_keep(&scores, 2), vec![0, 2]);
+    assert_eq!(prune::ffn_channels_to_keep(&scores, 2), vec![1, 2]);
     // Kept counts stay a multiple of what divided f.
     assert_eq!(prune::ffn_keep_count(172, 0.2), 136);
     assert_eq!(prune::ffn_keep_count(1536, 0.2), 1216);
