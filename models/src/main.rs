@@ -115,8 +115,13 @@ enum Command {
     /// Show the GPU shaderlm would use, and every adapter wgpu can see; with --model, load it
     /// (with any --quant, --prune, ... flags) and show what loading did.
     Info {
+        /// A model to load (a folder or a .gguf file).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        quant: Option<QuantArg>,
         #[command(flatten)]
-        model: Option<ModelArgs>,
+        compress: CompressArgs,
     },
 }
 
@@ -432,7 +437,7 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
                 println!("{}", serde_json::to_string(&result).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
             }
         }
-        Command::Info { model } => {
+        Command::Info { model, quant, compress } => {
             let gpu = Gpu::new()?;
             println!("using: {}", gpu.info());
             for a in list_adapters() {
@@ -440,7 +445,16 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
             }
             if let Some(model) = model {
                 drop(gpu);
-                load(&model)?; // prints the load summary
+                let args = ModelArgs {
+                    model,
+                    ctx: None,
+                    dtype: DTypeArg::F16,
+                    quant,
+                    adapter: None,
+                    no_pipeline: false,
+                    compress,
+                };
+                load(&args)?; // prints the load summary
             }
         }
     }

@@ -406,3 +406,30 @@ fn load_refuses_wanda_without_calib_and_bad_plans() {
     let err = Model::load(stories(), &LoadOptions { compress, ..Default::default() }).err().unwrap();
     assert!(err.to_string().contains("v_proj"), "{err}");
 }
+
+/// Wanda 2:4 (hand-made statistics) on q8 linears: the groups of four keep two, so q/k/v, o and
+/// gate/up store at least half zeros (q8 keeps a pruned zero exact; a kept value may round to
+/// zero too); down_proj (k = 172, f16) exactly half; the model still runs.
+#[test]
+fn wanda_two_four_on_q8_reaches_half_sparsity() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let compress = CompressOptions {
+        prune: parse_prune("wanda:2:4").unwrap(),
+        stats: Some(Arc::new(stories_stats([0.5; 5], 9))),
+        ..Default::default()
+    };
+    let options = LoadOptions { dtype: WeightDType::Q8, ctx: Some(64), prefill_chunk: 16, compress, ..Default::default() };
+    let mut model = Model::load(stories(), &options).unwrap();
+    for kind in [Kind::Qkv, Kind::O, Kind::GateUp, Kind::Down] {
+        let row = model.summary.kinds.iter().find(|r| r.kind == kind).unwrap();
+        let s = row.sparsity().unwrap();
+        if kind == Kind::Down {
+            assert_eq!(s, 0.5, "{kind:?} ({:?})", row.dtypes);
+        } else {
+            assert_eq!(row.dtypes, vec![DType::Q8]);
+            assert!((0.5..0.52).contains(&s), "{kind:?}: sparsity {s}");
+        }
+    }
+    let logits = model.logits(&ids(&reference()["prompt_1"]["ids"])).unwrap();
+    assert!(logits.iter().all(|v| v.is_finite()));
+}
