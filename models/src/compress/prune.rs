@@ -57,11 +57,15 @@ pub fn mask(scores: &[f32], k: usize, sparsity: Sparsity) -> Result<Vec<bool>> {
             if n == 0 || n >= m {
                 return Err(Error::Input(format!("prune: N:M needs 0 < N < M, got {n}:{m}")));
             }
-            for (r, row) in scores.chunks(k).enumerate() {
-                for g in 0..k / m {
-                    for j in lowest(&row[g * m..(g + 1) * m], m - n) {
-                        keep[r * k + g * m + j] = false;
-                    }
+            // One small index buffer for every group (a large model has billions of groups).
+            let mut order: Vec<usize> = Vec::with_capacity(m);
+            for (g, group) in scores.chunks(k).flat_map(|row| row[..k - k % m].chunks(m)).enumerate() {
+                order.clear();
+                order.extend(0..m);
+                order.sort_by(|&a, &b| group[a].total_cmp(&group[b]).then(a.cmp(&b)));
+                let (row, first) = (g / (k / m), (g % (k / m)) * m);
+                for &j in &order[..m - n] {
+                    keep[row * k + first + j] = false;
                 }
             }
         }

@@ -128,6 +128,10 @@ impl fmt::Display for LoadSummary {
             } else {
                 write!(f, "\npruned {method}: stored dense, zeros and all: it lowers quality without making anything faster")?;
             }
+            let q4 = self.kinds.iter().any(|k| k.dtypes.iter().any(|d| matches!(d, DType::Q4 | DType::Q4G128)));
+            if q4 && !*compressed {
+                write!(f, "\n(dense q4 has no exact zero: a pruned value becomes the nearest point of its group's min + q * scale grid)")?;
+            }
         }
         if !self.dropped_layers.is_empty() {
             write!(f, "\ndropped decoder layers {:?} (checkpoint numbering)", self.dropped_layers)?;
