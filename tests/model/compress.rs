@@ -433,3 +433,63 @@ fn wanda_two_four_on_q8_reaches_half_sparsity() {
     let logits = model.logits(&ids(&reference()["prompt_1"]["ids"])).unwrap();
     assert!(logits.iter().all(|v| v.is_finite()));
 }
+
+/// The edits reach the right tensors: with AWQ scales and FFN channels kept (both made by
+/// hand for layer 1 of stories260K), the f32 weights on the GPU are the checkpoint's with
+/// input_layernorm / s_attn, q/k/v columns * s_attn, post_attention_layernorm / s_ffn, gate/up
+/// rows selected and columns * s_ffn, up rows / s_down[kept], down columns selected and
+/// * s_down[kept]; layer 0 is untouched.
+#[test]
+fn awq_scales_and_ffn_channels_reach_the_right_tensors() {
+    use shaderlm::compress::awq::LayerScales;
+    use shaderlm::compress::edits::Edits;
+    use shaderlm::llama::Weights;
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let gpu = shaderlm_engine::Gpu::new().unwrap();
+    let ckpt = Checkpoint::open(&stories()).unwrap();
+    let cfg = ckpt.config();
+    let (h, f) = (64, 172);
+    let mut rng = Rng(21);
+    let mut positive = |n: usize| (0..n).map(|_| rng.next().abs() + 0.5).collect::<Vec<f32>>();
+    let s_attn = positive(h);
+    let s_ffn = positive(h);
+    let s_down = positive(f);
+    let kept: Vec<usize> = (0..f).filter(|j| j % 5 != 2).take(136).collect();
+    let mut edits = Edits::none(cfg);
+    edits.scales = vec![LayerScales::default(); 5];
+    edits.scales[1] = LayerScales { attn_in: s_attn.clone(), ffn_in: s_ffn.clone(), down_in: s_down.clone() };
+    edits.ffn_channels = (0..5).map(|_| Some(kept.clone())).collect();
+    let plan = LoadPlan::new(cfg, WeightDType::F32, &CompressOptions::default()).unwrap();
+    let (w, _) = Weights::load_planned(&gpu, &ckpt, &plan, &edits, |_, _| {}).unwrap();
+
+    let read = |name: &str, shape: &[usize]| ckpt.tensor_f32(name, shape).unwrap();
+    let p = "model.layers.1";
+    let l = &w.layers[1];
+    let check = |what: &str, got: Vec<f32>, want: Vec<f32>| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{what}[{i}]: {g} vs {w}");
+        }
+    };
+    let norm = read(&format!("{p}.input_layernorm.weight"), &[h]);
+    check("input_layernorm", l.input_layernorm.to_f32(&gpu).unwrap(), norm.iter().zip(&s_attn).map(|(g, s)| g / s).collect());
+    let q = read(&format!("{p}.self_attn.q_proj.weight"), &[64, h]);
+    check("q_proj", l.q_proj.to_f32(&gpu).unwrap(), q.chunks(h).flat_map(|r| r.iter().zip(&s_attn).map(|(v, s)| v * s)).collect());
+    let norm = read(&format!("{p}.post_attention_layernorm.weight"), &[h]);
+    check("post_attention_layernorm", l.post_attention_layernorm.to_f32(&gpu).unwrap(), norm.iter().zip(&s_ffn).map(|(g, s)| g / s).collect());
+    let gate = read(&format!("{p}.mlp.gate_proj.weight"), &[f, h]);
+    let want: Vec<f32> = kept.iter().flat_map(|&j| gate[j * h..(j + 1) * h].iter().zip(&s_ffn).map(|(v, s)| v * s)).collect();
+    check("gate_proj", l.gate_proj.to_f32(&gpu).unwrap(), want);
+    let up = read(&format!("{p}.mlp.up_proj.weight"), &[f, h]);
+    let sd = &s_down;
+    let want: Vec<f32> =
+        kept.iter().flat_map(|&j| up[j * h..(j + 1) * h].iter().zip(&s_ffn).map(move |(v, s)| v * s / sd[j])).collect();
+    check("up_proj", l.up_proj.to_f32(&gpu).unwrap(), want);
+    let down = read(&format!("{p}.mlp.down_proj.weight"), &[h, f]);
+    let want: Vec<f32> = (0..h).flat_map(|r| kept.iter().map(move |&j| (r, j))).map(|(r, j)| down[r * f + j] * s_down[j]).collect();
+    check("down_proj", l.down_proj.to_f32(&gpu).unwrap(), want);
+    // Layer 0: no scales, channels removed only.
+    let q0 = read("model.layers.0.self_attn.q_proj.weight", &[64, h]);
+    check("layer 0 q_proj", w.layers[0].q_proj.to_f32(&gpu).unwrap(), q0);
+    assert_eq!(w.layers[0].down_proj.shape(), &[h, 136]);
+}
