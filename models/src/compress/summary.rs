@@ -145,7 +145,13 @@ impl fmt::Display for LoadSummary {
             for r in &self.awq {
                 write!(f, "\n{:>5}", r.layer)?;
                 for i in 0..3 {
-                    let cell = format!("{:.4} -> {:.4} ({:.2})", r.rtn_error[i], r.awq_error[i], r.alpha[i]);
+                    // An input whose linears stayed float (k no whole number of groups) was not searched.
+                    let skipped = r.rtn_error[i] == 0.0 && r.awq_error[i] == 0.0;
+                    let cell = if skipped {
+                        "-".to_string()
+                    } else {
+                        format!("{:.4} -> {:.4} ({:.2})", r.rtn_error[i], r.awq_error[i], r.alpha[i])
+                    };
                     write!(f, " {cell:>26}")?;
                 }
             }
