@@ -206,6 +206,23 @@ fn wanda_mask_equals_a_direct_cpu_computation() {
     assert!(prune::scores(&w, k, Score::Wanda, Some(&norms[1..])).is_err());
 }
 
+/// A weight large enough to be pruned on several threads gives the one-thread mask.
+#[test]
+fn large_weights_prune_in_row_blocks_like_one_block() {
+    let mut rng = Rng(17);
+    let (rows, k) = (1031, 1024);
+    let w = rng.vec(rows * k);
+    let norms: Vec<f32> = (0..k).map(|_| rng.next().abs() + 0.1).collect();
+    for (score, sparsity) in [(Score::Wanda, Sparsity::NM { n: 2, m: 4 }), (Score::Magnitude, Sparsity::Unstructured(0.3))] {
+        let keep = prune::mask(&prune::scores(&w, k, score, Some(&norms)).unwrap(), k, sparsity).unwrap();
+        let mut want = w.clone();
+        prune::apply_mask(&mut want, &keep);
+        let mut got = w.clone();
+        prune::prune(&mut got, k, score, sparsity, Some(&norms)).unwrap();
+        assert!(got == want, "{score:?} {sparsity:?}");
+    }
+}
+
 #[test]
 fn magnitude_reaches_the_sparsity_exactly() {
     let mut rng = Rng(3);

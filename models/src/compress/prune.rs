@@ -82,11 +82,28 @@ pub fn apply_mask(w: &mut [f32], keep: &[bool]) {
     }
 }
 
-/// Prunes `w` (row-major, `k` columns) in place: scores, mask, zeroes.
+/// Prunes `w` (row-major, `k` columns) in place: scores, mask, zeroes. Rows are independent,
+/// so a large weight is pruned in row blocks on every core.
 pub fn prune(w: &mut [f32], k: usize, score: Score, sparsity: Sparsity, norms: Option<&[f32]>) -> Result<()> {
-    let keep = mask(&scores(w, k, score, norms)?, k, sparsity)?;
-    apply_mask(w, &keep);
-    Ok(())
+    if k == 0 || !w.len().is_multiple_of(k) {
+        return Err(Error::Input(format!("prune: {} values do not make rows of {k}", w.len())));
+    }
+    let rows = w.len() / k;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if w.len() < 1 << 20 { 1 } else { cores.min(rows) };
+    let prune_rows = |block: &mut [f32]| -> Result<()> {
+        let keep = mask(&scores(block, k, score, norms)?, k, sparsity)?;
+        apply_mask(block, &keep);
+        Ok(())
+    };
+    if threads <= 1 {
+        return prune_rows(w);
+    }
+    let block = rows.div_ceil(threads) * k;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = w.chunks_mut(block).map(|b| s.spawn(move || prune_rows(b))).collect();
+        handles.into_iter().try_for_each(|h| h.join().unwrap_or_else(|_| Err(Error::Input("prune: a worker thread panicked".into()))))
+    })
 }
 
 /// Fraction of entries that are exactly zero.
