@@ -242,8 +242,26 @@ impl Model {
     }
 
     /// The weights' precision on the GPU, for reports.
+    /// The linear layers' dtypes, most parameters first (`q8+f16` when --keep-layers or rules
+    /// mix them), and "+2:4", "+50%" etc. when pruned.
     pub fn dtype_name(&self) -> String {
-        format!("{}", self.weights.q_dtype())
+        use crate::compress::edits::Kind;
+        let mut params: Vec<(DType, u64)> = Vec::new();
+        for t in self.summary.tensors.iter().filter(|t| matches!(t.kind, Kind::Qkv | Kind::O | Kind::GateUp | Kind::Down)) {
+            match params.iter_mut().find(|(d, _)| *d == t.dtype) {
+                Some((_, n)) => *n += t.params,
+                None => params.push((t.dtype, t.params)),
+            }
+        }
+        params.sort_by(|a, b| b.1.cmp(&a.1));
+        let mut name = params.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>().join("+");
+        if name.is_empty() {
+            name = self.weights.q_dtype().to_string();
+        }
+        if let Some((method, _)) = &self.summary.pruning {
+            name += &format!(" {method}");
+        }
+        name
     }
 
     fn require_tokenizer(&self) -> Result<()> {
