@@ -253,7 +253,7 @@ impl Model {
                 None => params.push((t.dtype, t.params)),
             }
         }
-        params.sort_by(|a, b| b.1.cmp(&a.1));
+        params.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
         let mut name = params.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>().join("+");
         if name.is_empty() {
             name = self.weights.q_dtype().to_string();
