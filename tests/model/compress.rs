@@ -323,8 +323,13 @@ fn dropped_layers_and_ffn_channels_match_a_cpu_reference_of_the_smaller_model() 
     let d = worst(&got, &want);
     assert!(d < 1e-3, "layers dropped: largest logit difference {d}");
 
+    let bytes: u64 = model.summary.kinds.iter().map(|r| r.bytes).sum();
+    assert_eq!(bytes, model.summary.weight_bytes, "layers dropped: planned bytes are the bytes loaded");
+
     let mut model = load_with("ffn:0.2", Some(stats.clone()));
     assert_eq!(model.config.intermediate_size, 136);
+    let bytes: u64 = model.summary.kinds.iter().map(|r| r.bytes).sum();
+    assert_eq!(bytes, model.summary.weight_bytes, "FFN channels removed: planned bytes are the bytes loaded");
     let got = model.logits(&prompt).unwrap();
     let mut cpu = cpu_llama::CpuLlama::load(&ckpt);
     cpu.edit(|cfg, w| {
