@@ -5,13 +5,15 @@
 //! Read `forward` top to bottom: it is the whole network, one engine op per line.
 
 use shaderlm_engine::kernels::{
-    add, attention_decode, attention_prefill, embedding, matmul, matvec, quantize, rms_norm, rms_norm_matvec,
+    add, attention_decode, attention_prefill, embedding, matmul, matvec, rms_norm, rms_norm_matvec,
     rms_norm_matvec_rope_kv_cache, rms_norm_matvec_swiglu, rope, rope_kv_cache, rope_kv_cache_batched, swiglu,
 };
 use rms_norm_matvec_rope_kv_cache::Heads;
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
 
 use crate::checkpoint::{Checkpoint, Config};
+use crate::compress::edits::{load_tensor, Edits, Role, TensorRecord};
+use crate::compress::plan::{CompressOptions, LoadPlan};
 use crate::kv_cache::KvCache;
 use crate::{Error, Result};
 
@@ -261,69 +263,66 @@ impl Weights {
     }
 
     /// Reads every tensor from the checkpoint (checking its shape against the config) and
-    /// uploads it; linear layers of a quantized `dtype` are repacked from GGUF blocks where
-    /// exact, else quantized on the GPU (`upload_packed`). `progress` is called after each tensor
-    /// with (done, total).
-    pub fn load(
+    /// uploads it, every linear layer in `dtype` (see [`Weights::load_planned`]). `progress` is
+    /// called after each tensor with (done, total).
+    pub fn load(gpu: &Gpu, ckpt: &Checkpoint, dtype: WeightDType, progress: impl FnMut(usize, usize)) -> Result<Weights> {
+        let plan = LoadPlan::new(ckpt.config(), dtype, &CompressOptions::default())?;
+        Ok(Weights::load_planned(gpu, ckpt, &plan, &Edits::none(ckpt.config()), progress)?.0)
+    }
+
+    /// Reads every tensor the plan keeps from the checkpoint, passes it through `edits`
+    /// (dropped layers, removed FFN channels, pruning, AWQ scales) and uploads it in the plan's
+    /// dtype: GGUF blocks repacked where exact and unedited, else quantized (compress::edits).
+    /// The model it builds has the config `edits.config(ckpt.config())`. Returns the weights
+    /// and, per tensor, what was stored.
+    pub fn load_planned(
         gpu: &Gpu,
         ckpt: &Checkpoint,
-        dtype: WeightDType,
+        plan: &LoadPlan,
+        edits: &Edits,
         mut progress: impl FnMut(usize, usize),
-    ) -> Result<Weights> {
-        let cfg = ckpt.config();
-        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
-        let (qw, kvw) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
-        let wd = dtype.engine();
-        let total = 3 + cfg.num_hidden_layers * 9;
-        let mut done = 0;
-        let mut load = |name: &str, shape: &[usize], dt: DType| -> Result<Tensor> {
-            let t = if dt.is_packed() {
-                upload_packed(gpu, ckpt, name, shape, dt)?
-            } else {
-                Tensor::from_f32(gpu, shape, dt, &ckpt.tensor_f32(name, shape)?)?
-            };
-            done += 1;
-            progress(done, total);
+    ) -> Result<(Weights, Vec<TensorRecord>)> {
+        let cfg = edits.config(ckpt.config());
+        let total = 3 + cfg.num_hidden_layers * if cfg.attention_bias { 12 } else { 9 };
+        let mut records = Vec::with_capacity(total);
+        let mut load = |role: Role, layer: Option<usize>| -> Result<Tensor> {
+            let (t, record) = load_tensor(gpu, ckpt, plan, edits, &cfg, role, layer)?;
+            records.push(record);
+            progress(records.len(), total);
             Ok(t)
         };
-        // Linear layers [n, k] take the plan's dtype for their k.
-        let lin = |k: usize| dtype.linear(k);
-        let embed_tokens = load("model.embed_tokens.weight", &[cfg.vocab_size, h], wd)?;
+        let embed_tokens = load(Role::Embed, None)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
+            let at = Some(l);
             let qkv_bias = if cfg.attention_bias {
-                Some([
-                    load(&format!("{p}.self_attn.q_proj.bias"), &[qw], DType::F32)?,
-                    load(&format!("{p}.self_attn.k_proj.bias"), &[kvw], DType::F32)?,
-                    load(&format!("{p}.self_attn.v_proj.bias"), &[kvw], DType::F32)?,
-                ])
+                Some([load(Role::QBias, at)?, load(Role::KBias, at)?, load(Role::VBias, at)?])
             } else {
                 None
             };
             layers.push(LayerWeights {
-                input_layernorm: load(&format!("{p}.input_layernorm.weight"), &[h], DType::F32)?,
-                q_proj: load(&format!("{p}.self_attn.q_proj.weight"), &[qw, h], lin(h))?,
-                k_proj: load(&format!("{p}.self_attn.k_proj.weight"), &[kvw, h], lin(h))?,
-                v_proj: load(&format!("{p}.self_attn.v_proj.weight"), &[kvw, h], lin(h))?,
-                o_proj: load(&format!("{p}.self_attn.o_proj.weight"), &[h, qw], lin(qw))?,
+                input_layernorm: load(Role::InputNorm, at)?,
+                q_proj: load(Role::Q, at)?,
+                k_proj: load(Role::K, at)?,
+                v_proj: load(Role::V, at)?,
+                o_proj: load(Role::O, at)?,
                 qkv_bias,
-                post_attention_layernorm: load(&format!("{p}.post_attention_layernorm.weight"), &[h], DType::F32)?,
-                gate_proj: load(&format!("{p}.mlp.gate_proj.weight"), &[f, h], lin(h))?,
-                up_proj: load(&format!("{p}.mlp.up_proj.weight"), &[f, h], lin(h))?,
-                down_proj: load(&format!("{p}.mlp.down_proj.weight"), &[h, f], lin(f))?,
+                post_attention_layernorm: load(Role::PostNorm, at)?,
+                gate_proj: load(Role::Gate, at)?,
+                up_proj: load(Role::Up, at)?,
+                down_proj: load(Role::Down, at)?,
             });
         }
-        let norm = load("model.norm.weight", &[h], DType::F32)?;
+        let norm = load(Role::FinalNorm, None)?;
         let lm_head = if cfg.tie_word_embeddings || !ckpt.has_tensor("lm_head.weight") {
             embed_tokens.clone()
         } else {
-            load("lm_head.weight", &[cfg.vocab_size, h], wd)?
+            load(Role::LmHead, None)?
         };
-        let inv_freq = Tensor::from_f32(gpu, &[cfg.rot_dim() / 2], DType::F32, &rope_frequencies(cfg))?;
+        let inv_freq = Tensor::from_f32(gpu, &[cfg.rot_dim() / 2], DType::F32, &rope_frequencies(&cfg))?;
         let mut weights = Weights { embed_tokens, layers, stacked: Vec::new(), norm, lm_head, inv_freq };
         weights.stack_projections(gpu)?;
-        Ok(weights)
+        Ok((weights, records))
     }
 
     /// Stacks each layer's q/k/v projections (and biases) and gate/up projections into one
@@ -433,23 +432,6 @@ fn stack_packed_rows<const N: usize>(gpu: &Gpu, parts: [&Tensor; N], shape: &[us
     }
     let views = views.try_into().map_err(|_| Error::Input("stack_rows: view count".into()))?;
     Ok((stacked, views))
-}
-
-/// Uploads a linear layer as the packed `dtype`: GGUF blocks that carry over exactly (Q8_0 to
-/// Q8, Q4_0 / Q4_1 to Q4) are repacked on the CPU; anything else is uploaded as f16 and
-/// quantized on the GPU (round to nearest).
-fn upload_packed(gpu: &Gpu, ckpt: &Checkpoint, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
-    let view = ckpt.expect_shape(name, shape)?;
-    if let Some(words) = crate::checkpoint::gguf::repack_blocks(&view, dtype)? {
-        return Ok(Tensor::from_words(gpu, shape, dtype, &words)?);
-    }
-    let f16 = Tensor::from_f32(gpu, shape, DType::F16, &view.to_f32()?)?;
-    let packed = Tensor::empty(gpu, shape, dtype)?;
-    let mut rec = Recorder::new(gpu);
-    let op = quantize::quantize(gpu, &f16, &packed)?;
-    rec.run(&op);
-    rec.submit()?;
-    Ok(packed)
 }
 
 /// RoPE inverse frequencies for the config, with Llama-3 scaling when it asks for it.

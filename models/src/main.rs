@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use shaderlm::engine::{gpu::list_adapters, Gpu, GpuOptions};
 use shaderlm::generate::{GenerateOptions, Generation, Sampling};
 use shaderlm::llama::WeightDType;
+use shaderlm::compress::plan::{self, CompressOptions};
 use shaderlm::model::{LoadOptions, Model};
 use shaderlm::tokenizer::ChatMessage;
 
@@ -124,8 +125,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the GPU shaderlm would use, and every adapter wgpu can see.
-    Info,
+    /// Show the GPU shaderlm would use, and every adapter wgpu can see; with --model, load it
+    /// (with any --quant, --prune, ... flags) and show what loading did.
+    Info {
+        /// A model to load (a folder or a .gguf file).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        quant: Option<QuantArg>,
+        #[command(flatten)]
+        compress: CompressArgs,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -150,6 +160,60 @@ struct ModelArgs {
     /// (to measure what pipelining gains).
     #[arg(long)]
     no_pipeline: bool,
+    #[command(flatten)]
+    compress: CompressArgs,
+}
+
+/// The load plan beyond --quant: what stays float, per-tensor rules, pruning, calibration.
+#[derive(Args, Clone)]
+struct CompressArgs {
+    /// Keep the first and last N decoder layers' linear layers float (f16).
+    #[arg(long, default_value_t = 0)]
+    keep_layers: usize,
+    /// Per-tensor dtypes, 'PATTERN=DTYPE,...' with a glob on the Hugging Face name, e.g.
+    /// '*.down_proj.weight=q8,model.layers.0.*=f16' (after --plan; a later rule wins).
+    #[arg(long = "override")]
+    overrides: Vec<String>,
+    /// A file of PATTERN=DTYPE rules, one a line (# comments).
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Pruning, comma-separated: magnitude:0.5, wanda:0.5, magnitude:2:4, wanda:2:4, wanda:4:8,
+    /// layers:N (drop N layers), ffn:0.2 (remove 20% of FFN channels). Unstructured and 4:8
+    /// sparsity are stored dense: they lower quality without making anything faster.
+    #[arg(long)]
+    prune: Option<String>,
+    /// Calibration text for wanda, layers, ffn and (with a 4-bit --quant) AWQ, e.g.
+    /// ../shared/data/wikitext-2/valid.txt (never the test split).
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Tokens of calibration text used.
+    #[arg(long, default_value_t = 4096)]
+    calib_tokens: usize,
+}
+
+impl CompressArgs {
+    fn options(&self) -> shaderlm::Result<CompressOptions> {
+        let mut rules = Vec::new();
+        if let Some(path) = &self.plan {
+            let text = std::fs::read_to_string(path).map_err(|source| shaderlm::Error::Io { path: path.clone(), source })?;
+            rules.extend(plan::parse_plan_file(&text, &path.display().to_string())?);
+        }
+        for o in &self.overrides {
+            rules.extend(plan::parse_rules(o)?);
+        }
+        let prune = match &self.prune {
+            Some(spec) => plan::parse_prune(spec)?,
+            None => Vec::new(),
+        };
+        Ok(CompressOptions {
+            keep_layers: self.keep_layers,
+            rules,
+            prune,
+            calib: self.calib.clone(),
+            calib_tokens: self.calib_tokens,
+            stats: None,
+        })
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -238,9 +302,10 @@ fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
         (None, DTypeArg::F32) => WeightDType::F32,
     };
     let pipeline = !args.no_pipeline;
-    let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, pipeline, ..Default::default() };
+    let compress = args.compress.options()?;
+    let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, pipeline, compress, ..Default::default() };
     let model = Model::load(&args.model, &options)?;
-    eprintln!("loaded {} on {}: {}", args.model.display(), model.gpu.info().name, model.summary);
+    eprintln!("loaded {} on {}\n{}", args.model.display(), model.gpu.info().name, model.summary);
     Ok(model)
 }
 
@@ -447,11 +512,24 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
                 println!("{}", serde_json::to_string(&result).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
             }
         }
-        Command::Info => {
+        Command::Info { model, quant, compress } => {
             let gpu = Gpu::new()?;
             println!("using: {}", gpu.info());
             for a in list_adapters() {
                 println!("adapter: {a}");
+            }
+            if let Some(model) = model {
+                drop(gpu);
+                let args = ModelArgs {
+                    model,
+                    ctx: None,
+                    dtype: DTypeArg::F16,
+                    quant,
+                    adapter: None,
+                    no_pipeline: false,
+                    compress,
+                };
+                load(&args)?; // prints the load summary
             }
         }
     }

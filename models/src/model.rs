@@ -8,6 +8,10 @@ use shaderlm_engine::kernels::{argmax, cross_entropy, sample};
 use shaderlm_engine::{DType, Gpu, GpuOptions, ReadbackRing, Recorder, Tensor};
 
 use crate::checkpoint::{Checkpoint, Config};
+use crate::compress::calib::{self, CalibOptions, CalibStats};
+use crate::compress::edits::{self, Edits};
+use crate::compress::plan::{prune_name, sparse_storage, CompressOptions, LoadPlan, Prune, Sparsity};
+use crate::compress::summary::kind_rows;
 use crate::generate::{GenerateOptions, Generation, Sampling};
 use crate::kv_cache::KvCache;
 use crate::llama::{forward, Activations, StepInput, StepOps, WeightDType, Weights};
@@ -31,6 +35,9 @@ pub struct LoadOptions {
     /// Submit each decode step before reading back the previous one's id (on by default; off
     /// runs one step at a time, which only measurements want).
     pub pipeline: bool,
+    /// The rest of the load plan: per-tensor dtype rules, pruning, calibration (`dtype` is
+    /// the default for linear layers).
+    pub compress: CompressOptions,
 }
 
 impl Default for LoadOptions {
@@ -42,35 +49,12 @@ impl Default for LoadOptions {
             gpu: GpuOptions::default(),
             progress: false,
             pipeline: true,
+            compress: CompressOptions::default(),
         }
     }
 }
 
-/// What loading did, for the one-line summary.
-#[derive(Clone, Debug)]
-pub struct LoadSummary {
-    pub parameters: u64,
-    pub weight_bytes: u64,
-    pub kv_bytes: u64,
-    pub activation_bytes: u64,
-    pub seconds: f64,
-}
-
-impl std::fmt::Display for LoadSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        write!(
-            f,
-            "{:.1}M parameters, {:.1} MiB on the GPU (weights {:.1}, KV cache {:.1}, activations {:.1}), {:.2} s",
-            self.parameters as f64 / 1e6,
-            mib(self.weight_bytes + self.kv_bytes + self.activation_bytes),
-            mib(self.weight_bytes),
-            mib(self.kv_bytes),
-            mib(self.activation_bytes),
-            self.seconds
-        )
-    }
-}
+pub use crate::compress::summary::LoadSummary;
 
 pub struct Model {
     pub gpu: Gpu,
@@ -111,29 +95,43 @@ impl Model {
         let started = Instant::now();
         let path = path.as_ref();
         let ckpt = Checkpoint::open(path)?;
-        let config = ckpt.config().clone();
+        let ckpt_config = ckpt.config().clone();
+        // The plan is checked before anything heavy runs (bad rules, wanda without --calib).
+        let plan = LoadPlan::new(&ckpt_config, options.dtype, &options.compress)?;
         // A synthesized checkpoint has no tokenizer: it can still run from ids (bench, logits).
         let has_tokenizer = ckpt.has_tokenizer();
         let mut tokenizer = if has_tokenizer { ckpt.tokenizer()? } else { Tokenizer::placeholder() };
-        tokenizer.add_eos_ids(&config.eos_token_ids);
-        let gpu = Gpu::with_options(options.gpu.clone())?;
+        tokenizer.add_eos_ids(&ckpt_config.eos_token_ids);
 
-        let ctx = options.ctx.unwrap_or(4096).min(config.max_position_embeddings).max(1);
-        if options.ctx.is_some_and(|c| c > config.max_position_embeddings) {
+        let ctx = options.ctx.unwrap_or(4096).min(ckpt_config.max_position_embeddings).max(1);
+        if options.ctx.is_some_and(|c| c > ckpt_config.max_position_embeddings) {
             return Err(Error::Input(format!(
                 "--ctx {} is larger than the model's max_position_embeddings {}",
                 options.ctx.unwrap_or(0),
-                config.max_position_embeddings
+                ckpt_config.max_position_embeddings
             )));
         }
+        // Activations first, on a dense copy that is dropped before the real model loads.
+        let calibrating = Instant::now();
+        let stats = match (&options.compress.stats, plan.needs_stats()) {
+            (_, false) => None,
+            (Some(stats), true) => Some(stats.clone()),
+            (None, true) => Some(calibrate_dense(path, options, &plan)?),
+        };
+        let calibrate_seconds = if stats.is_some() { calibrating.elapsed().as_secs_f64() } else { 0.0 };
+        let gpu = Gpu::with_options(options.gpu.clone())?;
+        let edits = Edits::compute(&gpu, &ckpt, &plan, stats.as_deref(), options.progress)?;
+        let config = edits.config(&ckpt_config);
+
         let kv_width = config.num_key_value_heads * config.head_dim;
-        let kv_dtype = options.dtype.engine();
-        let weight_bytes = Weights::planned_bytes(&config, options.dtype);
+        let kv_dtype = plan.float_dtype();
+        let weight_bytes = edits::planned_bytes(&ckpt_config, &plan, &edits);
         let kv_bytes = 2 * config.num_hidden_layers as u64 * kv_dtype.bytes_for(ctx * kv_width);
         check_fits(&gpu, weight_bytes + kv_bytes)?;
 
+        let loading = Instant::now();
         let bar = options.progress.then(|| crate::progress::bar("loading", 0));
-        let weights = Weights::load(&gpu, &ckpt, options.dtype, |done, total| {
+        let (weights, tensors) = Weights::load_planned(&gpu, &ckpt, &plan, &edits, |done, total| {
             if let Some(bar) = &bar {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -142,6 +140,7 @@ impl Model {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
+        let weights_seconds = loading.elapsed().as_secs_f64();
         let cache = KvCache::new(&gpu, config.num_hidden_layers, ctx, kv_width, kv_dtype)?;
         let act = Activations::new(&gpu, &config, options.prefill_chunk.clamp(1, ctx))?;
         let decode = forward(&gpu, &config, &weights, &cache, &act, StepInput::Sampled, None)?;
@@ -161,12 +160,30 @@ impl Model {
         )?;
         // Two slots: the step being read and the one submitted ahead of it.
         let readbacks = ReadbackRing::new(&gpu, 1, 2);
+        let pruning = options.compress.prune.iter().find(|p| matches!(p, Prune::Weights { .. })).map(|p| {
+            let two_four = matches!(p, Prune::Weights { sparsity: Sparsity::NM { n: 2, m: 4 }, .. });
+            // Stored compressed where some tensor took a 2:4 storage dtype.
+            let sparse = |d: DType| [DType::F16, DType::Q4].iter().any(|&dense| sparse_storage(dense) == Some(d));
+            let compressed = two_four && tensors.iter().any(|t| sparse(t.dtype));
+            (prune_name(p), compressed)
+        });
         let summary = LoadSummary {
             parameters: parameter_count(&config),
             weight_bytes,
             kv_bytes: cache.bytes(),
             activation_bytes: act.bytes(),
             seconds: started.elapsed().as_secs_f64(),
+            calibrate_seconds,
+            edit_seconds: edits.seconds,
+            weights_seconds,
+            kinds: kind_rows(&tensors),
+            tensors,
+            tied: weights.lm_head.same_buffer(&weights.embed_tokens),
+            pruning,
+            dropped_layers: (0..ckpt_config.num_hidden_layers).filter(|l| !edits.layers.contains(l)).collect(),
+            ffn_channels: (config.intermediate_size != ckpt_config.intermediate_size)
+                .then_some((config.intermediate_size, ckpt_config.intermediate_size)),
+            awq: edits.awq_reports.clone(),
         };
         Ok(Model {
             gpu,
@@ -225,8 +242,26 @@ impl Model {
     }
 
     /// The weights' precision on the GPU, for reports.
+    /// The linear layers' dtypes, most parameters first (`q8+f16` when --keep-layers or rules
+    /// mix them), and "+2:4", "+50%" etc. when pruned.
     pub fn dtype_name(&self) -> String {
-        format!("{}", self.weights.q_dtype())
+        use crate::compress::edits::Kind;
+        let mut params: Vec<(DType, u64)> = Vec::new();
+        for t in self.summary.tensors.iter().filter(|t| matches!(t.kind, Kind::Qkv | Kind::O | Kind::GateUp | Kind::Down)) {
+            match params.iter_mut().find(|(d, _)| *d == t.dtype) {
+                Some((_, n)) => *n += t.params,
+                None => params.push((t.dtype, t.params)),
+            }
+        }
+        params.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let mut name = params.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>().join("+");
+        if name.is_empty() {
+            name = self.weights.q_dtype().to_string();
+        }
+        if let Some((method, _)) = &self.summary.pruning {
+            name += &format!(" {method}");
+        }
+        name
     }
 
     fn require_tokenizer(&self) -> Result<()> {
@@ -444,6 +479,27 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Loads `path` dense (f16, no plan) on its own GPU context, runs the calibration pass over the
+/// plan's calibration text, and drops the dense model.
+fn calibrate_dense(path: &Path, options: &LoadOptions, plan: &LoadPlan) -> Result<std::sync::Arc<CalibStats>> {
+    let file = plan.calib.as_ref().ok_or_else(|| Error::Input("calibration needs --calib FILE".into()))?;
+    let ckpt_positions = Checkpoint::open(path)?.config().max_position_embeddings;
+    let chunk = CalibOptions::default().chunk.min(ckpt_positions).max(1);
+    let dense_options = LoadOptions {
+        dtype: crate::llama::WeightDType::F16,
+        ctx: Some(chunk),
+        prefill_chunk: chunk,
+        gpu: options.gpu.clone(),
+        progress: options.progress,
+        pipeline: true,
+        compress: CompressOptions::default(),
+    };
+    let mut dense = Model::load(path, &dense_options)?;
+    let ids = calib::calibration_ids(&dense, file, plan.calib_tokens)?;
+    let calib_options = CalibOptions { chunk, progress: options.progress, ..Default::default() };
+    Ok(std::sync::Arc::new(calib::calibrate(&mut dense, &ids, &calib_options)?))
 }
 
 fn parameter_count(c: &Config) -> u64 {

@@ -61,6 +61,12 @@ impl CpuLlama {
         }
     }
 
+    /// Edits the config and the weights together (a test of a pruned model builds the smaller
+    /// model: layers renumbered, FFN channels removed).
+    pub fn edit(&mut self, f: impl FnOnce(&mut Config, &mut std::collections::HashMap<String, Vec<f64>>)) {
+        f(&mut self.cfg, &mut self.w);
+    }
+
     fn get(&self, name: &str) -> &[f64] {
         self.w.get(name).unwrap_or_else(|| panic!("tensor {name}"))
     }

@@ -3,6 +3,7 @@
 
 mod calib;
 mod batch;
+mod compress;
 mod cpu_llama;
 mod quant;
 mod tiny;
