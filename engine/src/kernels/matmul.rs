@@ -68,8 +68,8 @@ pub struct Params {
 const _: () = assert!(std::mem::size_of::<Params>() == 32);
 
 /// `y[m, n] = sum_k x[m, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32, F16, Q8, Q4,
-/// Q4G128, S24F16 or S24Q4; `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes, `M == 1` included
-/// (packed weights have `K` a multiple of their group).
+/// Q4G128, S24F16 or S24Q4; `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes,
+/// `M == 1` included (packed weights have `K` a multiple of their group).
 pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     matmul_with(gpu, x, w, y, MatmulConfig::for_weight(gpu, w))
 }

@@ -91,18 +91,16 @@ impl MatvecConfig {
     }
 }
 
-/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32, F16, Q8, Q4, Q4G128, S24F16 or S24Q4; `x`: F32, `[K]` or
-/// `[1, K]` (16-byte aligned for a packed `w`); `y`: F32, `[N]` or `[1, N]`, a buffer distinct
+/// `y[n] = sum_k w[n, k] * x[k]`. `w`: `[N, K]` F32, F16, Q8, Q4, Q4G128, S24F16 or S24Q4; `x`:
+/// F32, `[K]` or `[1, K]` (16-byte aligned for a packed `w`); `y`: F32, `[N]` or `[1, N]`, a buffer distinct
 /// from `x` and `w`.
 pub fn matvec(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
     matvec_with(gpu, w, x, y, MatvecConfig::for_weight(gpu, w))
 }
 
 /// `y[n] += sum_k w[n, k] * x[k]`: [`matvec`] adding into `y` instead of overwriting it (a
-/// residual connection folded into the projection: the shaders' ACCUMULATE epilogue). `w`: F32,
-/// F16, S24F16 or S24Q4 (the Q8 and Q4 shaders have no such epilogue).
+/// residual connection folded into the projection: the shaders' ACCUMULATE epilogue).
 pub fn matvec_accumulate(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor) -> Result<Op> {
-    expect_dtype("matvec_accumulate", "w", w, &[DType::F32, DType::F16, DType::S24F16, DType::S24Q4])?;
     matvec_epilogue(gpu, w, x, y, MatvecConfig::for_weight(gpu, w), true)
 }
 
@@ -128,8 +126,11 @@ fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
     if n == 0 {
         return Ok(Op::empty());
     }
+    if w.dtype().is_sparse() {
+        return matvec_s24(gpu, w, x, y, config, accumulate);
+    }
     if w.dtype().is_packed() {
-        return matvec_packed(gpu, w, x, y, config, accumulate);
+        return matvec_packed(gpu, w, x, y, config);
     }
     let chunks = w.row_chunks(gpu)?;
     // 16-byte words per row; the vectorized shaders need every row and binding on a word.
@@ -167,32 +168,60 @@ fn matvec_epilogue(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
     Ok(Op { dispatches })
 }
 
-/// matvec of a packed weight (checked by `matvec_epilogue`; `accumulate` only for 2:4 sparse):
-/// one dispatch per row chunk, binding the chunk's quants and scales (sparse: values and meta).
-fn matvec_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig, accumulate: bool) -> Result<Op> {
+/// matvec of a packed weight (checked by `matvec_with`): one dispatch per row chunk, binding
+/// the chunk's quants and scales.
+fn matvec_packed(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig) -> Result<Op> {
     const OP: &str = "matvec";
     if !x.offset().is_multiple_of(16) {
         return Err(Error::shape(OP, "x offset for a packed weight (16-byte aligned)", 0, x.offset() % 16));
     }
     let k = w.shape()[1];
     let row_words = (w.dtype().quant_bytes(k) / 16) as u32;
-    let sparse = w.dtype().is_sparse();
     let shader = match (w.dtype(), gpu.info().features.subgroups) {
-        (DType::S24F16 | DType::S24Q4, true) => &S24_SUBGROUP,
-        (DType::S24F16 | DType::S24Q4, false) => &S24,
         (DType::Q8, true) => &Q8_SUBGROUP,
         (DType::Q8, false) => &Q8,
         (_, true) => &Q4_SUBGROUP,
         (_, false) => &Q4,
     };
     let mut constants = vec![("WORKGROUP_SIZE", config.workgroup_size as f64), ("ROWS", config.rows_per_workgroup as f64)];
-    if sparse {
-        constants.push(("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64));
-        constants.push(("ACCUMULATE", accumulate as u8 as f64));
-    } else if w.dtype() != DType::Q8 {
+    if w.dtype() != DType::Q8 {
         // Quant words per scale group: 32 elements per word.
         constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
     }
+    let mut dispatches = Vec::new();
+    for (first_row, chunk) in w.row_chunks(gpu)? {
+        let rows = chunk.shape()[0];
+        let params = Params { rows: rows as u32, k: k as u32, row_words, row_offset: first_row as u32 };
+        let uniform = gpu.uniform(OP, &params);
+        let groups = (rows as u32).div_ceil(config.rows_per_workgroup);
+        let binds = [
+            Bind::Quants(&chunk),
+            Bind::Scales(&chunk),
+            Bind::Tensor(x),
+            Bind::Tensor(y),
+            Bind::Uniform(&uniform),
+        ];
+        dispatches.push(dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?);
+    }
+    Ok(Op { dispatches })
+}
+
+/// matvec of a 2:4 sparse weight (S24F16, S24Q4; checked by `matvec_epilogue`): one dispatch
+/// per row chunk, binding the chunk's kept values and meta (positions, and S24Q4's scales).
+fn matvec_s24(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: MatvecConfig, accumulate: bool) -> Result<Op> {
+    const OP: &str = "matvec";
+    if !x.offset().is_multiple_of(16) {
+        return Err(Error::shape(OP, "x offset for a sparse weight (16-byte aligned)", 0, x.offset() % 16));
+    }
+    let k = w.shape()[1];
+    let row_words = (w.dtype().quant_bytes(k) / 16) as u32;
+    let shader = if gpu.info().features.subgroups { &S24_SUBGROUP } else { &S24 };
+    let constants = [
+        ("WORKGROUP_SIZE", config.workgroup_size as f64),
+        ("ROWS", config.rows_per_workgroup as f64),
+        ("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64),
+        ("ACCUMULATE", accumulate as u8 as f64),
+    ];
     let mut dispatches = Vec::new();
     for (first_row, chunk) in w.row_chunks(gpu)? {
         let rows = chunk.shape()[0];
