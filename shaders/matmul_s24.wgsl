@@ -75,10 +75,10 @@ fn group_values(j: u32) -> vec4<f32> {
         positions = meta_words[j / 8u] >> (4u * (j % 8u));
         kept = unpack2x16float(values[j]);
     }
-    var w = vec4<f32>(0.0);
-    w[positions & 3u] = kept.x;
-    w[(positions >> 2u) & 3u] = kept.y;
-    return w;
+    // Placed by vector compares and selects (registers only, no dynamic indexing).
+    let lanes = vec4<u32>(0u, 1u, 2u, 3u);
+    let first = select(vec4<f32>(0.0), vec4<f32>(kept.x), lanes == vec4<u32>(positions & 3u));
+    return select(first, vec4<f32>(kept.y), lanes == vec4<u32>((positions >> 2u) & 3u));
 }
 
 @compute @workgroup_size(THREADS_N, THREADS_M)

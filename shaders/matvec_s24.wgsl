@@ -62,15 +62,23 @@ const MAX_ROWS: u32 = 8u;
 // Every thread's partial sum for every row: [ROWS][WORKGROUP_SIZE].
 var<workgroup> partials: array<f32, ROWS * WORKGROUP_SIZE>;
 
+// Element i of xg, where i is the 2-bit position at bits shift, shift + 1 of `positions`: two
+// bit tests and three selects (with the loops unrolled, `shift` is a constant), which stay in
+// registers where a dynamically indexed vector might not.
+fn x_at(xg: vec4<f32>, positions: u32, shift: u32) -> f32 {
+    let odd = (positions & (1u << shift)) != 0u;
+    let high = (positions & (2u << shift)) != 0u;
+    return select(select(xg.x, xg.y, odd), select(xg.z, xg.w, odd), high);
+}
+
 // One row's share of an S24F16 value word: 4 groups, their kept values in `word`, their
 // positions in the low 16 bits of `positions`, their x in xs[0..4].
 fn word_dot_f16(word: vec4<u32>, positions: u32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
     var sum = 0.0;
     for (var g = 0u; g < 4u; g++) {
         let kept = unpack2x16float(word[g]);
-        let p = positions >> (4u * g);
         let xg = (*xs)[g];
-        sum += kept.x * xg[p & 3u] + kept.y * xg[(p >> 2u) & 3u];
+        sum += kept.x * x_at(xg, positions, 4u * g) + kept.y * x_at(xg, positions, 4u * g + 2u);
     }
     return sum;
 }
@@ -84,10 +92,10 @@ fn block_dot_q4(quants: vec4<u32>, pos_lo: u32, pos_hi: u32,
     var x_sum = 0.0;
     for (var g = 0u; g < 16u; g++) {
         let q = quants[g / 4u] >> (8u * (g % 4u));
-        let p = select(pos_hi, pos_lo, g < 8u) >> (4u * (g % 8u));
+        let positions = select(pos_hi, pos_lo, g < 8u);
         let xg = (*xs)[g];
-        let xa = xg[p & 3u];
-        let xb = xg[(p >> 2u) & 3u];
+        let xa = x_at(xg, positions, 4u * (g % 8u));
+        let xb = x_at(xg, positions, 4u * (g % 8u) + 2u);
         q_x += f32(q & 15u) * xa + f32((q >> 4u) & 15u) * xb;
         x_sum += xa + xb;
     }

@@ -38,8 +38,9 @@
 //! In every group of four consecutive elements along K at most two are non-zero; only those two
 //! kept values (a zero fills a group with fewer) and their positions 0..=3 in the group are
 //! stored. Kept values are numbered in element order: flat group `j = e / 4` owns kept slots
-//! `2j` (the lower position) and `2j + 1`. A block is the unit a kernel thread reads (the
-//! dtype's `group()`: `K % block == 0` is required).
+//! `2j` (the lower position) and `2j + 1`. A block (the dtype's `group()`; `K % block == 0` is
+//! required) is what fills one meta word with positions (S24F16) or shares a scale (S24Q4), so
+//! every row is whole 16-byte value words and whole meta words.
 //!
 //! | dtype    | block | kept value                                      | bytes per element          |
 //! |----------|-------|-------------------------------------------------|----------------------------|
@@ -67,8 +68,8 @@
 //!
 //! A matvec thread streams 16-byte value words (S24F16: 16 elements, whose positions are half
 //! a meta word; S24Q4: a block) and their meta words, which neighbouring threads read side by
-//! side (coalesced). `S24Q4` keeps the positions and scales
-//! of a block together so that a row view is still two ranges.
+//! side (coalesced). `S24Q4` keeps the positions and scales of a block together so that a row
+//! view is still two ranges.
 //!
 //! # Quantizing (round to nearest)
 //!

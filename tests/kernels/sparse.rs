@@ -392,7 +392,4 @@ fn sparse_tensors_and_kernels_reject_bad_input() {
         assert!(shape(matmul(gpu, &t(&[2, 128], DType::F32), &w, &t(&[2, 4], DType::F32))), "{d}: k");
         assert!(shape(matmul(gpu, &xm, &w, &t(&[2, 5], DType::F32))), "{d}: y");
     }
-    // The Q4 and Q8 matvec shaders have no accumulate epilogue.
-    let (x, y) = (t(&[64], DType::F32), t(&[4], DType::F32));
-    assert!(dtype(matvec_accumulate(gpu, &t(&[4, 64], DType::Q4), &x, &y)));
 }

@@ -368,14 +368,12 @@ pub fn prune_name(p: &Prune) -> String {
 }
 
 /// Where 2:4-pruned weights of dense dtype `dtype` are stored compressed: the two kept values
-/// of every group of four and their positions, so decode reads fewer bytes. `None` stores them
-/// dense (zeros included), as today.
-///
-/// The engine's `DType::S24F16` (for F16) and `DType::S24Q4` (for Q4) are being added; once
-/// merged this becomes
-/// `match dtype { DType::F16 => Some(DType::S24F16), DType::Q4 => Some(DType::S24Q4), _ => None }`
-/// (every other plan and load step already goes through here).
+/// of every group of four and their positions (`DType::S24F16`, `DType::S24Q4`), so decode reads
+/// fewer bytes. `None` stores them dense (zeros included): every other dtype.
 pub fn sparse_storage(dtype: DType) -> Option<DType> {
-    let _ = dtype;
-    None
+    match dtype {
+        DType::F16 => Some(DType::S24F16),
+        DType::Q4 => Some(DType::S24Q4),
+        _ => None,
+    }
 }
