@@ -133,12 +133,12 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
     let kv_row = model.cache.k[0].byte_size() / model.cache.capacity as u64;
     let mean_context = (prompt.len() + opts.gen / 2) as u64;
     let kv_bytes_per_token = 2 * cfg.num_hidden_layers as u64 * kv_row * mean_context;
-    let weight_bytes = model.weights.decode_read_bytes();
+    let weight_bytes = model.decode_read_bytes();
     let bytes_per_token = weight_bytes + kv_bytes_per_token;
     let bandwidth = shaderlm_engine::bandwidth::copy_bandwidth(&model.gpu, 1 << 30, 20)?;
     Ok(BenchReport {
         model: model.path.display().to_string(),
-        gpu: model.gpu.info().name.clone(),
+        gpu: model.gpus().iter().map(|g| g.info().name.clone()).collect::<Vec<_>>().join(" + "),
         dtype: model.dtype_name(),
         load_s: model.summary.seconds,
         prompt_len: prompt.len(),

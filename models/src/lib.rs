@@ -24,6 +24,8 @@ pub mod kv_cache;
 pub mod llama;
 pub mod model;
 pub mod progress;
+pub mod replicas;
+pub mod split;
 pub mod synth;
 pub mod tokenizer;
 

@@ -38,13 +38,18 @@ pub struct StackedWeights {
     pub gate_up_proj: Tensor,     // (2 * intermediate, hidden): gate; up
 }
 
+/// The weights of a run of consecutive layers: the whole model, or one part of a model split
+/// across GPUs (`Weights::load_layers`), which holds the embedding only if it starts at layer 0
+/// and the head (final norm, lm_head) only if it ends at the last layer.
 pub struct Weights {
-    pub embed_tokens: Tensor, // (vocab, hidden)
+    pub embed_tokens: Option<Tensor>, // (vocab, hidden)
+    /// Index of `layers[0]` in the whole model.
+    pub first_layer: usize,
     pub layers: Vec<LayerWeights>,
     pub stacked: Vec<StackedWeights>, // one per layer
-    pub norm: Tensor,         // (hidden)
-    pub lm_head: Tensor,      // (vocab, hidden); the same buffer as embed_tokens when tied
-    pub inv_freq: Tensor,     // (rot_dim / 2) RoPE frequencies, scaling applied
+    pub norm: Option<Tensor>,         // (hidden)
+    pub lm_head: Option<Tensor>,      // (vocab, hidden); the same buffer as embed_tokens when tied
+    pub inv_freq: Tensor,             // (rot_dim / 2) RoPE frequencies, scaling applied
 }
 
 /// Every activation buffer, allocated once for up to `rows` tokens per step.
@@ -195,7 +200,8 @@ fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &
 impl Weights {
     /// Precision of the projection weights.
     pub fn q_dtype(&self) -> DType {
-        self.layers.first().map_or(self.embed_tokens.dtype(), |l| l.q_proj.dtype())
+        let float = || self.embed_tokens.as_ref().or(self.lm_head.as_ref()).map_or(DType::F32, |t| t.dtype());
+        self.layers.first().map_or_else(float, |l| l.q_proj.dtype())
     }
 
     /// Bytes one decode step reads: every layer's weights, the final norm and the whole
@@ -216,11 +222,19 @@ impl Weights {
                 b
             })
             .sum();
-        layers + self.norm.byte_size() + self.lm_head.byte_size()
+        let head = [&self.norm, &self.lm_head].iter().filter_map(|t| t.as_ref()).map(|t| t.byte_size()).sum::<u64>();
+        layers + head
     }
 
     /// Bytes the weights will take on the GPU, computed from the config before anything is read.
     pub fn planned_bytes(cfg: &Config, dtype: WeightDType) -> u64 {
+        let (embed, per_layer, head) = Weights::planned_bytes_by_part(cfg, dtype);
+        embed + per_layer * cfg.num_hidden_layers as u64 + head
+    }
+
+    /// [`Weights::planned_bytes`] in three: the embedding, one decoder layer, and the head
+    /// (final norm, plus lm_head when it is not tied to the embedding).
+    pub fn planned_bytes_by_part(cfg: &Config, dtype: WeightDType) -> (u64, u64, u64) {
         let d = dtype.engine();
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let (qw, kvw) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
@@ -232,25 +246,38 @@ impl Weights {
             + 8 * h as u64
             + if cfg.attention_bias { 4 * (qw + 2 * kvw) as u64 } else { 0 };
         let embed = d.bytes_for(cfg.vocab_size * h);
-        let head = if cfg.tie_word_embeddings { 0 } else { embed };
-        embed + head + per_layer * cfg.num_hidden_layers as u64 + 4 * h as u64
+        let lm_head = if cfg.tie_word_embeddings { 0 } else { embed };
+        (embed, per_layer, lm_head + 4 * h as u64)
     }
 
     /// Reads every tensor from the checkpoint (checking its shape against the config) and
     /// uploads it; linear layers of a quantized `dtype` are repacked from GGUF blocks where
     /// exact, else quantized on the GPU (`upload_packed`). `progress` is called after each tensor
     /// with (done, total).
-    pub fn load(
+    pub fn load(gpu: &Gpu, ckpt: &Checkpoint, dtype: WeightDType, progress: impl FnMut(usize, usize)) -> Result<Weights> {
+        Weights::load_layers(gpu, ckpt, dtype, 0..ckpt.config().num_hidden_layers, progress)
+    }
+
+    /// [`Weights::load`] for the decoder layers `layers` only (one part of a model split across
+    /// GPUs): the embedding is loaded when they start at 0, the head when they end at the last
+    /// layer (a tied lm_head is then read from the embedding's tensor, on this GPU).
+    pub fn load_layers(
         gpu: &Gpu,
         ckpt: &Checkpoint,
         dtype: WeightDType,
+        layers: std::ops::Range<usize>,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Weights> {
         let cfg = ckpt.config();
+        let n_layers = cfg.num_hidden_layers;
+        if layers.is_empty() || layers.end > n_layers {
+            return Err(Error::Input(format!("layers {layers:?} of a model with {n_layers}")));
+        }
+        let (with_embed, with_head) = (layers.start == 0, layers.end == n_layers);
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let (qw, kvw) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
         let wd = dtype.engine();
-        let total = 3 + cfg.num_hidden_layers * 9;
+        let total = with_embed as usize + 2 * with_head as usize + layers.len() * 9;
         let mut done = 0;
         let mut load = |name: &str, shape: &[usize], dt: DType| -> Result<Tensor> {
             let t = if dt.is_packed() {
@@ -264,9 +291,10 @@ impl Weights {
         };
         // Linear layers [n, k] take the plan's dtype for their k.
         let lin = |k: usize| dtype.linear(k);
-        let embed_tokens = load("model.embed_tokens.weight", &[cfg.vocab_size, h], wd)?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
+        let embed_tokens = if with_embed { Some(load("model.embed_tokens.weight", &[cfg.vocab_size, h], wd)?) } else { None };
+        let first_layer = layers.start;
+        let mut layers_w = Vec::with_capacity(layers.len());
+        for l in layers {
             let p = format!("model.layers.{l}");
             let qkv_bias = if cfg.attention_bias {
                 Some([
@@ -277,7 +305,7 @@ impl Weights {
             } else {
                 None
             };
-            layers.push(LayerWeights {
+            layers_w.push(LayerWeights {
                 input_layernorm: load(&format!("{p}.input_layernorm.weight"), &[h], DType::F32)?,
                 q_proj: load(&format!("{p}.self_attn.q_proj.weight"), &[qw, h], lin(h))?,
                 k_proj: load(&format!("{p}.self_attn.k_proj.weight"), &[kvw, h], lin(h))?,
@@ -290,14 +318,21 @@ impl Weights {
                 down_proj: load(&format!("{p}.mlp.down_proj.weight"), &[h, f], lin(f))?,
             });
         }
-        let norm = load("model.norm.weight", &[h], DType::F32)?;
-        let lm_head = if cfg.tie_word_embeddings || !ckpt.has_tensor("lm_head.weight") {
-            embed_tokens.clone()
+        let (norm, lm_head) = if with_head {
+            let norm = load("model.norm.weight", &[h], DType::F32)?;
+            let tied = cfg.tie_word_embeddings || !ckpt.has_tensor("lm_head.weight");
+            let lm_head = match (&embed_tokens, tied) {
+                (Some(embed), true) => embed.clone(),
+                (None, true) => load("model.embed_tokens.weight", &[cfg.vocab_size, h], wd)?,
+                (_, false) => load("lm_head.weight", &[cfg.vocab_size, h], wd)?,
+            };
+            (Some(norm), Some(lm_head))
         } else {
-            load("lm_head.weight", &[cfg.vocab_size, h], wd)?
+            (None, None)
         };
         let inv_freq = Tensor::from_f32(gpu, &[cfg.rot_dim() / 2], DType::F32, &rope_frequencies(cfg))?;
-        let mut weights = Weights { embed_tokens, layers, stacked: Vec::new(), norm, lm_head, inv_freq };
+        let mut weights =
+            Weights { embed_tokens, first_layer, layers: layers_w, stacked: Vec::new(), norm, lm_head, inv_freq };
         weights.stack_projections(gpu)?;
         Ok(weights)
     }
@@ -466,6 +501,11 @@ pub enum StepInput {
 /// logits in `act.logits`. With `all_logits`, the head runs over every row instead and
 /// writes `logits_all` (T, vocab) (perplexity needs every position).
 ///
+/// For weights that hold a part of the layers (a model split across GPUs; `cache` then holds
+/// those layers only), the step runs that part: the embedding only if the part has it (else the
+/// input is the T rows of `act.x`, written there by the part before), the head only if the part
+/// has it (else the output is the T rows of `act.x`, and `logits_all` is not written).
+///
 /// Each dispatch costs a few microseconds however little it does, so for one row (decode) the
 /// steps are fused: q, k and v come from one projection over stacked weights that also applies
 /// the norm before it and RoPE and the cache writes after it; gate and up from one that also
@@ -501,14 +541,20 @@ pub fn forward(
         StepInput::Sampled => act.next.clone(),
     };
 
+    if cache.k.len() != w.layers.len() {
+        return Err(Error::Input(format!("a cache of {} layers for {} layers of weights", cache.k.len(), w.layers.len())));
+    }
+
     let mut body = Vec::new();
-    // token embeddings into the residual stream
-    body.push(embedding::embedding(gpu, &w.embed_tokens, &ids, &x)?.labelled("embed"));
-    for (l, (lw, st)) in w.layers.iter().zip(&w.stacked).enumerate() {
-        let name = |s: &str| format!("L{l}.{s}");
+    // token embeddings into the residual stream (a later part of a split model: x is its input)
+    if let Some(embed_tokens) = &w.embed_tokens {
+        body.push(embedding::embedding(gpu, embed_tokens, &ids, &x)?.labelled("embed"));
+    }
+    for (i, (lw, st)) in w.layers.iter().zip(&w.stacked).enumerate() {
+        let name = |s: &str| format!("L{}.{s}", w.first_layer + i);
         // attention block: norm, the q/k/v projection (+ bias), RoPE on q and k, and this step's
         // keys and values stored at positions pos.. in the cache
-        let (k_cache, v_cache) = (&cache.k[l], &cache.v[l]);
+        let (k_cache, v_cache) = (&cache.k[i], &cache.v[i]);
         let (outputs, scratch) = ((&q, k_cache, v_cache), (&qkv, &xb));
         let input = norm_qkv_rope(gpu, &x, &lw.input_layernorm, st, &w.inv_freq, &act.pos, outputs, scratch, heads, eps)?;
         body.push(input.labelled(&name("attn_norm+qkv_proj+rope+kv_cache")));
@@ -529,11 +575,15 @@ pub fn forward(
     }
 
     // final norm and classifier: over every row for perplexity, else over the last row only
+    // (an earlier part of a split model stops at the residual stream)
+    let (Some(norm), Some(lm_head)) = (&w.norm, &w.lm_head) else {
+        return Ok(StepOps { body, last_row: None, head: Vec::new() });
+    };
     if let Some(logits) = logits_all {
-        body.push(norm_linear(gpu, &x, &w.norm, &w.lm_head, logits, &xb, eps)?.labelled("final_norm+lm_head"));
+        body.push(norm_linear(gpu, &x, norm, lm_head, logits, &xb, eps)?.labelled("final_norm+lm_head"));
         return Ok(StepOps { body, last_row: None, head: Vec::new() });
     }
     let (last_row, x_last) = if t == 1 { (None, x.clone()) } else { (Some(x.rows(t - 1, 1)?), act.x_last.clone()) };
-    let head = norm_linear(gpu, &x_last, &w.norm, &w.lm_head, &act.logits, &act.xb_last, eps)?;
+    let head = norm_linear(gpu, &x_last, norm, lm_head, &act.logits, &act.xb_last, eps)?;
     Ok(StepOps { body, last_row, head: vec![head.labelled("final_norm+lm_head")] })
 }

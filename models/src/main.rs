@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use shaderlm::engine::{gpu::list_adapters, Gpu, GpuOptions};
+use shaderlm::engine::gpu::{adapters, select_adapters};
+use shaderlm::engine::{Gpu, GpuOptions};
 use shaderlm::generate::{GenerateOptions, Generation, Sampling};
 use shaderlm::llama::WeightDType;
 use shaderlm::model::{LoadOptions, Model};
+use shaderlm::replicas::Replicas;
 use shaderlm::tokenizer::ChatMessage;
 
 #[derive(Parser)]
@@ -21,13 +23,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Continue a prompt, streaming only the continuation to stdout.
+    /// Continue a prompt, streaming only the continuation to stdout; or, with --prompts-file,
+    /// every prompt of a file, one JSON line each, spread over the GPUs of --gpus.
     Generate {
         #[command(flatten)]
         model: ModelArgs,
         /// The text to continue.
+        #[arg(long, required_unless_present = "prompts_file", conflicts_with = "prompts_file")]
+        prompt: Option<String>,
+        /// One prompt per line; writes {"id","prompt","text","tokens","ttft_ms","tokens_per_s"}
+        /// per prompt to stdout, in input order.
         #[arg(long)]
-        prompt: String,
+        prompts_file: Option<PathBuf>,
         #[command(flatten)]
         sampling: SamplingArgs,
     },
@@ -137,6 +144,28 @@ struct ModelArgs {
     /// (to measure what pipelining gains).
     #[arg(long)]
     no_pipeline: bool,
+    /// GPUs to use: "all" or adapter indices as `shaderlm info` lists them ("0,1"; "0,0" opens
+    /// one adapter twice). With several: one replica per GPU for --prompts-file and bench, or
+    /// one model split across them with --split-layers; other commands use the first.
+    #[arg(long)]
+    gpus: Option<String>,
+    /// Split the decoder layers across the GPUs of --gpus (for a model one GPU cannot hold).
+    #[arg(long, requires = "gpus")]
+    split_layers: bool,
+}
+
+impl ModelArgs {
+    /// The adapter indices of --gpus (none when it is not given).
+    fn gpu_indices(&self) -> shaderlm::Result<Vec<usize>> {
+        let Some(spec) = &self.gpus else { return Ok(Vec::new()) };
+        Ok(select_adapters(spec, &adapters())?)
+    }
+
+    /// Several GPUs without --split-layers: one replica on each.
+    fn replicated(&self) -> shaderlm::Result<Option<Vec<usize>>> {
+        let gpus = self.gpu_indices()?;
+        Ok((gpus.len() > 1 && !self.split_layers).then_some(gpus))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -213,10 +242,36 @@ impl SamplingArgs {
 }
 
 fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
+    let options = load_options(args)?;
+    let model = Model::load(&args.model, &options)?;
+    let gpus = model.gpus().iter().map(|g| g.info().name.clone()).collect::<Vec<_>>();
+    eprintln!("loaded {} on {}: {}", args.model.display(), gpus.join(" + "), model.summary);
+    if gpus.len() > 1 {
+        eprintln!("layers per GPU: {:?}", model.layer_ranges());
+    }
+    Ok(model)
+}
+
+/// One replica per GPU of --gpus.
+fn load_replicas(args: &ModelArgs, gpus: &[usize]) -> shaderlm::Result<Replicas> {
+    let replicas = Replicas::load(&args.model, &load_options(args)?, gpus)?;
+    for (i, model) in replicas.models.iter().enumerate() {
+        eprintln!("replica {i}: {} on {}: {}", args.model.display(), model.gpu.info().name, model.summary);
+    }
+    Ok(replicas)
+}
+
+fn load_options(args: &ModelArgs) -> shaderlm::Result<LoadOptions> {
     let mut gpu = GpuOptions::default();
     if args.adapter.is_some() {
         gpu.adapter = args.adapter.clone();
     }
+    let gpus = args.gpu_indices()?;
+    let split_layers = if args.split_layers { gpus.clone() } else { Vec::new() };
+    if !args.split_layers && gpus.len() > 1 {
+        eprintln!("note: one model on the first of --gpus (several GPUs serve --prompts-file or bench, or --split-layers)");
+    }
+    gpu.adapter_index = gpus.first().copied();
     let dtype = match (args.quant, args.dtype) {
         (Some(QuantArg::Q8), _) => WeightDType::Q8,
         (Some(QuantArg::Q4), _) => WeightDType::Q4,
@@ -225,10 +280,24 @@ fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
         (None, DTypeArg::F32) => WeightDType::F32,
     };
     let pipeline = !args.no_pipeline;
-    let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, pipeline, ..Default::default() };
-    let model = Model::load(&args.model, &options)?;
-    eprintln!("loaded {} on {}: {}", args.model.display(), model.gpu.info().name, model.summary);
-    Ok(model)
+    Ok(LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, pipeline, split_layers, ..Default::default() })
+}
+
+/// `generate --prompts-file`: every prompt through the replicas (one per GPU of --gpus, or one
+/// model, split or not), one JSON line per prompt on stdout, throughput on stderr.
+fn generate_file(args: &ModelArgs, file: &std::path::Path, options: &GenerateOptions) -> shaderlm::Result<()> {
+    let prompts = shaderlm::replicas::read_prompts(file)?;
+    let mut replicas = match args.replicated()? {
+        Some(gpus) => load_replicas(args, &gpus)?,
+        None => Replicas { models: vec![load(args)?] },
+    };
+    let run = replicas.generate(&prompts, options)?;
+    let mut out = std::io::stdout().lock();
+    for result in &run.results {
+        let _ = writeln!(out, "{}", result.json_line());
+    }
+    eprintln!("{run}");
+    Ok(())
 }
 
 /// Prints pieces as they arrive; returns the whole text.
@@ -257,9 +326,12 @@ fn stream(generation: Generation<'_>) -> shaderlm::Result<String> {
 
 fn run(cli: Cli) -> shaderlm::Result<()> {
     match cli.command {
-        Command::Generate { model, prompt, sampling } => {
+        Command::Generate { model, prompt, prompts_file, sampling } => {
+            if let Some(file) = prompts_file {
+                return generate_file(&model, &file, &sampling.options());
+            }
             let mut model = load(&model)?;
-            let generation = model.generate(&prompt, &sampling.options())?;
+            let generation = model.generate(prompt.as_deref().unwrap_or_default(), &sampling.options())?;
             stream(generation)?;
             println!();
         }
@@ -296,8 +368,13 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
         }
         Command::Bench { model, prompt_len, gen, warmup, json } => {
             let ctx = model.ctx.or(Some(prompt_len + gen + 1));
-            let mut model = load(&ModelArgs { ctx, ..model })?;
-            let report = shaderlm::bench::run(&mut model, &shaderlm::bench::BenchOptions { prompt_len, gen, warmup })?;
+            let args = ModelArgs { ctx, ..model };
+            let options = shaderlm::bench::BenchOptions { prompt_len, gen, warmup };
+            if let Some(gpus) = args.replicated()? {
+                return bench_replicas(&args, &gpus, &options, json);
+            }
+            let mut model = load(&args)?;
+            let report = shaderlm::bench::run(&mut model, &options)?;
             print!("{report}");
             if json {
                 println!("{}", serde_json::to_string(&report).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
@@ -375,10 +452,28 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
         Command::Info => {
             let gpu = Gpu::new()?;
             println!("using: {}", gpu.info());
-            for a in list_adapters() {
-                println!("adapter: {a}");
+            for a in adapters() {
+                println!("adapter {a}");
             }
         }
+    }
+    Ok(())
+}
+
+/// `bench --gpus` with several GPUs: the benchmark on one replica per GPU at once; decode
+/// tokens/s per GPU and their sum.
+fn bench_replicas(args: &ModelArgs, gpus: &[usize], options: &shaderlm::bench::BenchOptions, json: bool) -> shaderlm::Result<()> {
+    let mut replicas = load_replicas(args, gpus)?;
+    let reports = replicas.bench(options)?;
+    for (i, report) in reports.iter().enumerate() {
+        println!("replica {i}\n{report}");
+    }
+    let total: f64 = reports.iter().map(|r| r.decode_tok_s).sum();
+    let per_gpu: Vec<f64> = reports.iter().map(|r| r.decode_tok_s).collect();
+    println!("data parallel, {} GPUs: decode {total:.1} tokens/s in total ({per_gpu:.1?} per GPU)", reports.len());
+    if json {
+        let line = serde_json::json!({ "gpus": reports.len(), "decode_tok_s_total": total, "replicas": reports });
+        println!("{line}");
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::checkpoint::{Checkpoint, Config};
 use crate::generate::{GenerateOptions, Generation, Sampling};
 use crate::kv_cache::KvCache;
 use crate::llama::{forward, Activations, StepInput, StepOps, WeightDType, Weights};
+use crate::split::{Stage, StageInput};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 use crate::{Error, Result};
 
@@ -29,8 +30,14 @@ pub struct LoadOptions {
     /// Draw a progress bar on stderr while loading.
     pub progress: bool,
     /// Submit each decode step before reading back the previous one's id (on by default; off
-    /// runs one step at a time, which only measurements want).
+    /// runs one step at a time, which only measurements want). A split model runs one step at a
+    /// time whatever this says.
     pub pipeline: bool,
+    /// Split the decoder layers across these adapters (indices into
+    /// [`shaderlm_engine::gpu::adapters`], in layer order; the same index twice opens two devices
+    /// on one adapter), balanced by bytes: see [`crate::split`]. Empty: one GPU, chosen by `gpu`.
+    /// The other fields of `gpu` (fast paths) apply to every part.
+    pub split_layers: Vec<usize>,
 }
 
 impl Default for LoadOptions {
@@ -42,6 +49,7 @@ impl Default for LoadOptions {
             gpu: GpuOptions::default(),
             progress: false,
             pipeline: true,
+            split_layers: Vec::new(),
         }
     }
 }
@@ -83,6 +91,9 @@ pub struct Model {
     pub(crate) weights: Weights,
     pub(crate) cache: KvCache,
     pub(crate) act: Activations,
+    /// A split model's parts before this one (on other GPUs, holding the layers before
+    /// `weights.first_layer`); empty when the model is on one GPU.
+    pub(crate) front: Vec<Stage>,
     /// The decode step (one token in, logits out), built once and replayed.
     decode: StepOps,
     greedy: shaderlm_engine::Op,
@@ -116,8 +127,6 @@ impl Model {
         let has_tokenizer = ckpt.has_tokenizer();
         let mut tokenizer = if has_tokenizer { ckpt.tokenizer()? } else { Tokenizer::placeholder() };
         tokenizer.add_eos_ids(&config.eos_token_ids);
-        let gpu = Gpu::with_options(options.gpu.clone())?;
-
         let ctx = options.ctx.unwrap_or(4096).min(config.max_position_embeddings).max(1);
         if options.ctx.is_some_and(|c| c > config.max_position_embeddings) {
             return Err(Error::Input(format!(
@@ -128,22 +137,59 @@ impl Model {
         }
         let kv_width = config.num_key_value_heads * config.head_dim;
         let kv_dtype = options.dtype.engine();
-        let weight_bytes = Weights::planned_bytes(&config, options.dtype);
-        let kv_bytes = 2 * config.num_hidden_layers as u64 * kv_dtype.bytes_for(ctx * kv_width);
-        check_fits(&gpu, weight_bytes + kv_bytes)?;
+        let rows = options.prefill_chunk.clamp(1, ctx);
 
-        let bar = options.progress.then(|| crate::progress::bar("loading", 0));
-        let weights = Weights::load(&gpu, &ckpt, options.dtype, |done, total| {
-            if let Some(bar) = &bar {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            }
-        })?;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
+        // One part on one GPU, or consecutive layer ranges on several (the last one is this
+        // model; the ones before it are its front stages).
+        let n_layers = config.num_hidden_layers;
+        let ranges = match options.split_layers.len() {
+            0 => vec![0..n_layers],
+            parts => crate::split::balance_layers(&config, options.dtype, parts)?,
+        };
+        let open = |part: usize| {
+            let adapter_index = options.split_layers.get(part).copied().or(options.gpu.adapter_index);
+            Gpu::with_options(GpuOptions { adapter_index, ..options.gpu.clone() })
+        };
+        let (embed_bytes, layer_bytes, head_bytes) = Weights::planned_bytes_by_part(&config, options.dtype);
+        let tied_copy = if ranges.len() > 1 && config.tie_word_embeddings { embed_bytes } else { 0 };
+        let planned = |layers: &std::ops::Range<usize>| {
+            let first = if layers.start == 0 { embed_bytes } else { 0 };
+            let last = if layers.end == n_layers { head_bytes + tied_copy } else { 0 };
+            first + layer_bytes * layers.len() as u64 + last
+        };
+        let kv_layer_bytes = 2 * kv_dtype.bytes_for(ctx * kv_width);
+        let weight_bytes = ranges.iter().map(planned).sum::<u64>();
+        let kv_bytes = kv_layer_bytes * n_layers as u64;
+
+        let mut front = Vec::with_capacity(ranges.len() - 1);
+        let mut gpus = Vec::with_capacity(ranges.len());
+        for (part, layers) in ranges.iter().enumerate() {
+            let gpu = open(part)?;
+            check_fits(&gpu, planned(layers) + kv_layer_bytes * layers.len() as u64)?;
+            gpus.push(gpu);
         }
-        let cache = KvCache::new(&gpu, config.num_hidden_layers, ctx, kv_width, kv_dtype)?;
-        let act = Activations::new(&gpu, &config, options.prefill_chunk.clamp(1, ctx))?;
+        let gpu = gpus.pop().ok_or_else(|| Error::Input("no GPU to load on".into()))?;
+        let label = |part: usize| if ranges.len() == 1 { "loading".to_string() } else { format!("part {}/{}", part + 1, ranges.len()) };
+        let bar = |part: usize| {
+            let bar = options.progress.then(|| crate::progress::bar(&label(part), 0));
+            let report = move |done: usize, total: usize| {
+                if let Some(bar) = &bar {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                    if done == total {
+                        bar.finish_and_clear();
+                    }
+                }
+            };
+            report
+        };
+        for (part, (stage_gpu, layers)) in gpus.into_iter().zip(&ranges).enumerate() {
+            front.push(Stage::load(stage_gpu, &ckpt, options.dtype, layers.clone(), ctx, rows, bar(part))?);
+        }
+        let own = ranges[ranges.len() - 1].clone();
+        let weights = Weights::load_layers(&gpu, &ckpt, options.dtype, own.clone(), bar(ranges.len() - 1))?;
+        let cache = KvCache::new(&gpu, own.len(), ctx, kv_width, kv_dtype)?;
+        let act = Activations::new(&gpu, &config, rows)?;
         let decode = forward(&gpu, &config, &weights, &cache, &act, StepInput::Sampled, None)?;
         let greedy = argmax::argmax(&gpu, &act.logits, &act.next)?.labelled("argmax");
         let history = Tensor::empty(&gpu, &[ctx], DType::U32)?;
@@ -164,8 +210,8 @@ impl Model {
         let summary = LoadSummary {
             parameters: parameter_count(&config),
             weight_bytes,
-            kv_bytes: cache.bytes(),
-            activation_bytes: act.bytes(),
+            kv_bytes,
+            activation_bytes: act.bytes() * ranges.len() as u64,
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok(Model {
@@ -178,6 +224,8 @@ impl Model {
             weights,
             cache,
             act,
+            pipeline: options.pipeline && front.is_empty(),
+            front,
             decode,
             greedy,
             sampler,
@@ -187,7 +235,6 @@ impl Model {
             positions,
             readbacks,
             next_pos: 0,
-            pipeline: options.pipeline,
             decode_host: (Duration::ZERO, 0),
         })
     }
@@ -304,6 +351,7 @@ impl Model {
         let pos = self.cache.tokens.len();
         if self.next_pos == pos {
             // No step feeding `id` was submitted ahead.
+            self.run_front(&[id], pos)?;
             self.submit_decode()?;
         }
         self.cache.tokens.push(id);
@@ -407,6 +455,7 @@ impl Model {
         }
         self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
         self.act.pos.write_u32(&self.gpu, &[start as u32])?;
+        self.run_front(chunk, start)?;
         let input = StepInput::Tokens(chunk.len());
         forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, input, logits_all)
     }
@@ -435,6 +484,39 @@ impl Model {
             self.cache.tokens.extend_from_slice(chunk);
         }
         Ok(())
+    }
+}
+
+impl Model {
+    /// A split model: runs `ids` at positions `start..` through the parts before this one, each
+    /// on its GPU, and writes the residual stream they end with into `act.x` here, where this
+    /// part's step (recorded next) takes it. Nothing to do on one GPU.
+    fn run_front(&self, ids: &[u32], start: usize) -> Result<()> {
+        let mut hidden = Vec::new();
+        for (i, stage) in self.front.iter().enumerate() {
+            let input = if i == 0 { StageInput::Ids(ids) } else { StageInput::Hidden(&hidden) };
+            hidden = stage.run(&self.config, input, ids.len(), start)?;
+        }
+        if !self.front.is_empty() {
+            self.act.x.rows(0, ids.len())?.write_f32(&self.gpu, &hidden)?;
+        }
+        Ok(())
+    }
+
+    /// The GPUs the model runs on, in layer order (one unless split).
+    pub fn gpus(&self) -> Vec<&Gpu> {
+        self.front.iter().map(|s| &s.gpu).chain([&self.gpu]).collect()
+    }
+
+    /// The decoder layers on each GPU of [`Model::gpus`].
+    pub fn layer_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let range = |w: &Weights| w.first_layer..w.first_layer + w.layers.len();
+        self.front.iter().map(|s| range(&s.weights)).chain([range(&self.weights)]).collect()
+    }
+
+    /// Bytes of weights one decode step reads, over every part (see `Weights::decode_read_bytes`).
+    pub fn decode_read_bytes(&self) -> u64 {
+        self.front.iter().map(|s| s.weights.decode_read_bytes()).sum::<u64>() + self.weights.decode_read_bytes()
     }
 }
 

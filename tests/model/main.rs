@@ -3,6 +3,7 @@
 
 mod cpu_llama;
 mod quant;
+mod split;
 mod tiny;
 
 use std::path::PathBuf;
