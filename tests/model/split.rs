@@ -36,9 +36,12 @@ fn a_model_split_over_two_and_three_devices_computes_what_one_gpu_does() {
     let want_ids = greedy(&mut whole, PROMPT, 24);
     drop(whole);
 
-    for (gpus, ranges) in [(vec![0, 0], vec![0..2, 2..5]), (vec![0, 0, 0], vec![0..1, 1..3, 3..5])] {
+    for gpus in [vec![0, 0], vec![0, 0, 0]] {
         let mut split = Model::load(stories(), &options(gpus.clone())).unwrap();
-        assert_eq!(split.layer_ranges(), ranges, "{gpus:?}: layers per device");
+        // Consecutive, non-empty, covering all five layers (the balance itself: split.rs's tests).
+        let ranges = split.layer_ranges();
+        assert_eq!((ranges.len(), ranges[0].start, ranges[ranges.len() - 1].end), (gpus.len(), 0, 5), "{ranges:?}");
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start && !w[0].is_empty()), "{ranges:?}");
         assert_eq!(split.gpus().len(), gpus.len());
         // Same kernels on the same shapes, an exact f32 hop: the same logits, bit for bit.
         assert_eq!(split.logits(&ids).unwrap(), want_logits, "{gpus:?}: logits");
