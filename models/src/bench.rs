@@ -81,18 +81,22 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-/// Runs the benchmark on a loaded model (greedy decoding of random ids; no tokenizer needed).
-pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
-    let vocab = model.config.vocab_size as u64;
+/// `len` (at least 1) pseudo-random token ids below `vocab`, the same on every call.
+pub fn random_prompt(vocab: usize, len: usize) -> Vec<u32> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let prompt: Vec<u32> = (0..opts.prompt_len.max(1))
+    (0..len.max(1))
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            (state % vocab) as u32
+            (state % vocab as u64) as u32
         })
-        .collect();
+        .collect()
+}
+
+/// Runs the benchmark on a loaded model (greedy decoding of random ids; no tokenizer needed).
+pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
+    let prompt = random_prompt(model.config.vocab_size, opts.prompt_len);
     if prompt.len() + opts.gen >= model.context() {
         return Err(crate::Error::Input(format!(
             "prompt {} + generated {} tokens exceed the context {} (raise --ctx)",

@@ -13,6 +13,11 @@
 //! The modules, in the order data flows: [`checkpoint`] (files on disk) → [`llama`] (weights on
 //! the GPU and the forward pass) with [`kv_cache`] → [`model`] (load, prefill, decode step) →
 //! [`generate`] (the streaming loop) → [`tokenizer`] (ids to text).
+//!
+//! Several GPUs: [`replicas`] runs one model per GPU, each taking prompts from a shared queue
+//! (throughput); [`split`] spreads one model's layers across GPUs (a model too large for one),
+//! chosen with [`LoadOptions::split_layers`]. GPUs are adapter indices from
+//! [`engine::gpu::adapters`] (`engine::gpu::select_adapters` reads "all" or "0,1").
 
 pub mod bench;
 pub mod checkpoint;

@@ -243,6 +243,9 @@ impl SamplingArgs {
 
 fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
     let options = load_options(args)?;
+    if args.replicated()?.is_some() {
+        eprintln!("note: one model on the first of --gpus (several GPUs serve --prompts-file or bench, or --split-layers)");
+    }
     let model = Model::load(&args.model, &options)?;
     let gpus = model.gpus().iter().map(|g| g.info().name.clone()).collect::<Vec<_>>();
     eprintln!("loaded {} on {}: {}", args.model.display(), gpus.join(" + "), model.summary);
@@ -268,9 +271,6 @@ fn load_options(args: &ModelArgs) -> shaderlm::Result<LoadOptions> {
     }
     let gpus = args.gpu_indices()?;
     let split_layers = if args.split_layers { gpus.clone() } else { Vec::new() };
-    if !args.split_layers && gpus.len() > 1 {
-        eprintln!("note: one model on the first of --gpus (several GPUs serve --prompts-file or bench, or --split-layers)");
-    }
     gpu.adapter_index = gpus.first().copied();
     let dtype = match (args.quant, args.dtype) {
         (Some(QuantArg::Q8), _) => WeightDType::Q8,
@@ -464,16 +464,10 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
 /// tokens/s per GPU and their sum.
 fn bench_replicas(args: &ModelArgs, gpus: &[usize], options: &shaderlm::bench::BenchOptions, json: bool) -> shaderlm::Result<()> {
     let mut replicas = load_replicas(args, gpus)?;
-    let reports = replicas.bench(options)?;
-    for (i, report) in reports.iter().enumerate() {
-        println!("replica {i}\n{report}");
-    }
-    let total: f64 = reports.iter().map(|r| r.decode_tok_s).sum();
-    let per_gpu: Vec<f64> = reports.iter().map(|r| r.decode_tok_s).collect();
-    println!("data parallel, {} GPUs: decode {total:.1} tokens/s in total ({per_gpu:.1?} per GPU)", reports.len());
+    let report = replicas.bench(options)?;
+    print!("{report}");
     if json {
-        let line = serde_json::json!({ "gpus": reports.len(), "decode_tok_s_total": total, "replicas": reports });
-        println!("{line}");
+        println!("{}", serde_json::to_string(&report).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
     }
     Ok(())
 }

@@ -22,6 +22,7 @@
 //! time for now ([`serve`]); a batched generator plugs in there.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Barrier;
 use std::time::Instant;
 
 use shaderlm_engine::GpuOptions;
@@ -58,15 +59,25 @@ impl PromptResult {
     /// The JSON line `generate --prompts-file` writes for a prompt:
     /// {"id","prompt","text","tokens","ttft_ms","tokens_per_s"}.
     pub fn json_line(&self) -> String {
-        serde_json::json!({
-            "id": self.id,
-            "prompt": self.prompt,
-            "text": self.text,
-            "tokens": self.tokens,
-            "ttft_ms": self.ttft_ms,
-            "tokens_per_s": self.tokens_per_s,
-        })
-        .to_string()
+        // A struct, not `json!`, so the keys keep this order.
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            id: usize,
+            prompt: &'a str,
+            text: &'a str,
+            tokens: usize,
+            ttft_ms: f64,
+            tokens_per_s: f64,
+        }
+        let line = Line {
+            id: self.id,
+            prompt: &self.prompt,
+            text: &self.text,
+            tokens: self.tokens,
+            ttft_ms: self.ttft_ms,
+            tokens_per_s: self.tokens_per_s,
+        };
+        serde_json::to_string(&line).unwrap_or_default()
     }
 }
 
@@ -231,25 +242,87 @@ impl Replicas {
         Ok(ReplicaRun { results, per_replica: stats, tokens, seconds, tokens_per_s })
     }
 
-    /// Runs `bench` on every replica at once (one thread each, started together) and returns
-    /// each replica's report; the sum of their decode tokens/s is the data-parallel throughput.
-    pub fn bench(&mut self, options: &BenchOptions) -> Result<Vec<BenchReport>> {
-        let start = std::sync::Barrier::new(self.models.len());
+    /// The benchmark for data parallelism: first `bench::run` on each replica alone, one after
+    /// the other (TTFT, TPOT, MBU: the one-GPU figures), then every replica prefills the same
+    /// random prompt and all decode `gen` tokens at once, started together: the decode tokens/s
+    /// of each over that window, in total, and the total over one replica's alone.
+    pub fn bench(&mut self, options: &BenchOptions) -> Result<DataParallelReport> {
+        let replicas = self.models.iter_mut().map(|model| crate::bench::run(model, options)).collect::<Result<Vec<_>>>()?;
+        let windows = self.each_at_once(|model, start| decode_together(model, options, start))?;
+        let first = windows.iter().map(|w| w.0).min();
+        let last = windows.iter().map(|w| w.1).max();
+        let seconds = first.zip(last).map_or(0.0, |(a, b)| (b - a).as_secs_f64());
+        let per_replica_tok_s = windows.iter().map(|(a, b)| options.gen as f64 / (*b - *a).as_secs_f64()).collect();
+        let tokens = options.gen * windows.len();
+        let decode_tok_s_total = if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 };
+        let alone = replicas.iter().map(|r| r.decode_tok_s).sum::<f64>() / replicas.len() as f64;
+        let speedup = if alone > 0.0 { decode_tok_s_total / alone } else { 0.0 };
+        Ok(DataParallelReport { replicas, gen: options.gen, seconds, per_replica_tok_s, decode_tok_s_total, speedup })
+    }
+
+    /// Runs `work` on every replica, one thread each; `work` gets a barrier that every thread
+    /// reaches exactly once (it must wait on it once, error or not).
+    fn each_at_once<T: Send>(&mut self, work: impl Fn(&mut Model, &Barrier) -> Result<T> + Sync) -> Result<Vec<T>> {
+        let start = Barrier::new(self.models.len());
+        let (start, work) = (&start, &work);
         std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .models
-                .iter_mut()
-                .map(|model| {
-                    let start = &start;
-                    scope.spawn(move || {
-                        start.wait();
-                        crate::bench::run(model, options)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(join).collect::<Result<Vec<BenchReport>>>()
+            let handles: Vec<_> = self.models.iter_mut().map(|model| scope.spawn(move || work(model, start))).collect();
+            handles.into_iter().map(join).collect()
         })
     }
+}
+
+/// Data-parallel decode throughput: each replica's own benchmark, then all decoding at once.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DataParallelReport {
+    pub replicas: Vec<BenchReport>,
+    /// Tokens each replica decoded in the shared window.
+    pub gen: usize,
+    /// From the first replica's start to the last one's end.
+    pub seconds: f64,
+    pub per_replica_tok_s: Vec<f64>,
+    pub decode_tok_s_total: f64,
+    /// `decode_tok_s_total` over the mean decode tokens/s of a replica alone.
+    pub speedup: f64,
+}
+
+impl std::fmt::Display for DataParallelReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, report) in self.replicas.iter().enumerate() {
+            writeln!(f, "replica {i}, alone\n{report}")?;
+        }
+        let per: Vec<String> = self.per_replica_tok_s.iter().map(|t| format!("{t:.1}")).collect();
+        writeln!(
+            f,
+            "data parallel, {} replicas decoding {} tokens each at once: {:.1} tokens/s in total ({} per replica), \
+             {:.2}x one replica alone, {:.3} s",
+            self.replicas.len(),
+            self.gen,
+            self.decode_tok_s_total,
+            per.join(", "),
+            self.speedup,
+            self.seconds
+        )
+    }
+}
+
+/// Prefills the benchmark's prompt, waits for every replica, then decodes `gen` tokens; returns
+/// the decode window.
+fn decode_together(model: &mut Model, options: &BenchOptions, start: &Barrier) -> Result<(Instant, Instant)> {
+    let prompt = crate::bench::random_prompt(model.config.vocab_size, options.prompt_len);
+    let mut prefill = || -> Result<u32> {
+        model.set_sampling(&crate::generate::Sampling::GREEDY)?;
+        model.cache.tokens.clear();
+        Ok(model.prefill(&prompt, options.gen > 0)?.0)
+    };
+    let first = prefill();
+    start.wait();
+    let mut id = first?;
+    let began = Instant::now();
+    for i in 0..options.gen {
+        id = model.decode_step(id, i + 1 < options.gen)?;
+    }
+    Ok((began, Instant::now()))
 }
 
 /// A scoped thread's result, a panic turned into an error.
