@@ -270,7 +270,7 @@ impl Weights {
     ) -> Result<Weights> {
         let cfg = ckpt.config();
         let n_layers = cfg.num_hidden_layers;
-        if layers.is_empty() || layers.end > n_layers {
+        if layers.start > layers.end || layers.end > n_layers {
             return Err(Error::Input(format!("layers {layers:?} of a model with {n_layers}")));
         }
         let (with_embed, with_head) = (layers.start == 0, layers.end == n_layers);

@@ -141,53 +141,27 @@ impl Model {
 
         // One part on one GPU, or consecutive layer ranges on several (the last one is this
         // model; the ones before it are its front stages).
-        let n_layers = config.num_hidden_layers;
-        let ranges = match options.split_layers.len() {
-            0 => vec![0..n_layers],
-            parts => crate::split::balance_layers(&config, options.dtype, parts)?,
-        };
-        let open = |part: usize| {
-            let adapter_index = options.split_layers.get(part).copied().or(options.gpu.adapter_index);
-            Gpu::with_options(GpuOptions { adapter_index, ..options.gpu.clone() })
-        };
-        let (embed_bytes, layer_bytes, head_bytes) = Weights::planned_bytes_by_part(&config, options.dtype);
-        let tied_copy = if ranges.len() > 1 && config.tie_word_embeddings { embed_bytes } else { 0 };
-        let planned = |layers: &std::ops::Range<usize>| {
-            let first = if layers.start == 0 { embed_bytes } else { 0 };
-            let last = if layers.end == n_layers { head_bytes + tied_copy } else { 0 };
-            first + layer_bytes * layers.len() as u64 + last
-        };
+        let parts = crate::split::plan(&config, options)?;
         let kv_layer_bytes = 2 * kv_dtype.bytes_for(ctx * kv_width);
-        let weight_bytes = ranges.iter().map(planned).sum::<u64>();
-        let kv_bytes = kv_layer_bytes * n_layers as u64;
-
-        let mut front = Vec::with_capacity(ranges.len() - 1);
-        let mut gpus = Vec::with_capacity(ranges.len());
-        for (part, layers) in ranges.iter().enumerate() {
-            let gpu = open(part)?;
-            check_fits(&gpu, planned(layers) + kv_layer_bytes * layers.len() as u64)?;
+        let weight_bytes = parts.iter().map(|p| p.weight_bytes).sum::<u64>();
+        let kv_bytes = kv_layer_bytes * config.num_hidden_layers as u64;
+        let mut gpus = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let gpu = Gpu::with_options(part.gpu.clone())?;
+            check_fits(&gpu, part.weight_bytes + kv_layer_bytes * part.layers.len() as u64)?;
             gpus.push(gpu);
         }
         let gpu = gpus.pop().ok_or_else(|| Error::Input("no GPU to load on".into()))?;
-        let label = |part: usize| if ranges.len() == 1 { "loading".to_string() } else { format!("part {}/{}", part + 1, ranges.len()) };
-        let bar = |part: usize| {
-            let bar = options.progress.then(|| crate::progress::bar(&label(part), 0));
-            let report = move |done: usize, total: usize| {
-                if let Some(bar) = &bar {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                    if done == total {
-                        bar.finish_and_clear();
-                    }
-                }
-            };
-            report
+        let progress = |i: usize| {
+            let label = if parts.len() == 1 { "loading".to_string() } else { format!("part {}/{}", i + 1, parts.len()) };
+            load_progress(options.progress, &label)
         };
-        for (part, (stage_gpu, layers)) in gpus.into_iter().zip(&ranges).enumerate() {
-            front.push(Stage::load(stage_gpu, &ckpt, options.dtype, layers.clone(), ctx, rows, bar(part))?);
+        let mut front = Vec::with_capacity(parts.len() - 1);
+        for (i, (stage_gpu, part)) in gpus.into_iter().zip(&parts).enumerate() {
+            front.push(Stage::load(stage_gpu, &ckpt, options.dtype, part.layers.clone(), ctx, rows, progress(i))?);
         }
-        let own = ranges[ranges.len() - 1].clone();
-        let weights = Weights::load_layers(&gpu, &ckpt, options.dtype, own.clone(), bar(ranges.len() - 1))?;
+        let own = parts[parts.len() - 1].layers.clone();
+        let weights = Weights::load_layers(&gpu, &ckpt, options.dtype, own.clone(), progress(parts.len() - 1))?;
         let cache = KvCache::new(&gpu, own.len(), ctx, kv_width, kv_dtype)?;
         let act = Activations::new(&gpu, &config, rows)?;
         let decode = forward(&gpu, &config, &weights, &cache, &act, StepInput::Sampled, None)?;
@@ -211,7 +185,7 @@ impl Model {
             parameters: parameter_count(&config),
             weight_bytes,
             kv_bytes,
-            activation_bytes: act.bytes() * ranges.len() as u64,
+            activation_bytes: act.bytes() * parts.len() as u64,
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok(Model {
@@ -517,6 +491,20 @@ impl Model {
     /// Bytes of weights one decode step reads, over every part (see `Weights::decode_read_bytes`).
     pub fn decode_read_bytes(&self) -> u64 {
         self.front.iter().map(|s| s.weights.decode_read_bytes()).sum::<u64>() + self.weights.decode_read_bytes()
+    }
+}
+
+/// A progress callback for `Weights::load` that draws a bar labelled `label` (or nothing).
+fn load_progress(show: bool, label: &str) -> impl FnMut(usize, usize) {
+    let bar = show.then(|| crate::progress::bar(label, 0));
+    move |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            if done == total {
+                bar.finish_and_clear();
+            }
+        }
     }
 }
 

@@ -15,11 +15,12 @@
 
 use std::ops::Range;
 
-use shaderlm_engine::{Gpu, Recorder};
+use shaderlm_engine::{Gpu, GpuOptions, Recorder};
 
 use crate::checkpoint::{Checkpoint, Config};
 use crate::kv_cache::KvCache;
 use crate::llama::{forward, Activations, StepInput, StepOps, WeightDType, Weights};
+use crate::model::LoadOptions;
 use crate::{Error, Result};
 
 /// Consecutive layer ranges, one per part, balanced by the bytes each part holds (the first
@@ -56,6 +57,38 @@ pub fn balance(first: u64, per_layer: u64, last: u64, n_layers: usize, parts: us
     }
     ranges.push(start..n_layers);
     ranges
+}
+
+/// Where one part of a model goes: its adapter (with the fast paths of `LoadOptions::gpu`),
+/// its layers, and the bytes of weights it will hold.
+pub struct Part {
+    pub gpu: GpuOptions,
+    pub layers: Range<usize>,
+    pub weight_bytes: u64,
+}
+
+/// The parts `options` asks for: the whole model on `options.gpu`, or one part per adapter of
+/// `options.split_layers`, layers balanced by bytes.
+pub fn plan(cfg: &Config, options: &LoadOptions) -> Result<Vec<Part>> {
+    let n = cfg.num_hidden_layers;
+    let adapters = &options.split_layers;
+    let ranges: Vec<Range<usize>> = match adapters.len() {
+        0 => std::iter::once(0..n).collect(),
+        parts => balance_layers(cfg, options.dtype, parts)?,
+    };
+    let (embed, per_layer, head) = Weights::planned_bytes_by_part(cfg, options.dtype);
+    let tied_copy = if ranges.len() > 1 && cfg.tie_word_embeddings { embed } else { 0 };
+    let parts = ranges.into_iter().enumerate().map(|(i, layers)| {
+        let first = if layers.start == 0 { embed } else { 0 };
+        let last = if layers.end == n { head + tied_copy } else { 0 };
+        let adapter_index = adapters.get(i).copied().or(options.gpu.adapter_index);
+        Part {
+            gpu: GpuOptions { adapter_index, ..options.gpu.clone() },
+            weight_bytes: first + per_layer * layers.len() as u64 + last,
+            layers,
+        }
+    });
+    Ok(parts.collect())
 }
 
 /// What a part takes in: token ids (the first part) or the residual stream rows (any other).
