@@ -131,3 +131,15 @@ fn gpu_specs_pick_real_gpus_for_all_and_allow_repeats() {
         assert!(matches!(err, shaderlm::engine::Error::NoAdapter(_)), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn a_prompts_file_has_one_prompt_per_line_or_a_json_string() {
+    let path = std::env::temp_dir().join(format!("shaderlm-prompts-{}.txt", std::process::id()));
+    std::fs::write(&path, "Once upon a time\n\n  \n\"two\\nlines\"\nThe cat\r\n").unwrap();
+    let prompts = shaderlm::replicas::read_prompts(&path).unwrap();
+    assert_eq!(prompts, ["Once upon a time", "two\nlines", "The cat"]);
+    std::fs::write(&path, "\"unterminated\n").unwrap();
+    assert!(matches!(shaderlm::replicas::read_prompts(&path), Err(Error::Input(_))));
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(shaderlm::replicas::read_prompts(&path), Err(Error::Io { .. })));
+}
