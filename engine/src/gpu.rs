@@ -7,6 +7,11 @@
 //! timestamp queries and cooperative matrices. Kernels with a fast path pick it at runtime from
 //! `GpuInfo::features`; `GpuOptions` can switch a fast path off, which is how the tests run the
 //! portable path on an adapter that has both.
+//!
+//! Several GPUs: [`adapters`] lists what wgpu enumerates, in a stable order; `--gpus` style
+//! specs ("all" or "0,1") become indices into that list through [`select_adapters`], and
+//! `GpuOptions::adapter_index` opens one of them. Opening the same index twice gives two
+//! independent devices on one adapter, which is how the multi-GPU code is tested on lavapipe.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +24,8 @@ use crate::kernels::Shader;
 pub struct GpuOptions {
     /// Case-insensitive substring of the adapter name; `None` picks the high-performance one.
     pub adapter: Option<String>,
+    /// Index into [`adapters`]; takes precedence over `adapter`.
+    pub adapter_index: Option<usize>,
     /// Use subgroup operations where the adapter has them.
     pub subgroups: bool,
     /// Use f16 arithmetic (`enable f16`) where the adapter has it.
@@ -34,6 +41,7 @@ impl Default for GpuOptions {
     fn default() -> Self {
         GpuOptions {
             adapter: std::env::var("SHADERLM_ADAPTER").ok().filter(|s| !s.is_empty()),
+            adapter_index: None,
             subgroups: true,
             shader_f16: true,
             cooperative_matrix: true,
@@ -157,6 +165,72 @@ pub fn list_adapters() -> Vec<String> {
         .collect()
 }
 
+/// One adapter as [`adapters`] lists it.
+#[derive(Clone, Debug)]
+pub struct AdapterEntry {
+    /// Position in the enumeration: what `--gpus` and `GpuOptions::adapter_index` name.
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    /// A software rasterizer (lavapipe, llvmpipe, WARP).
+    pub is_cpu: bool,
+}
+
+impl std::fmt::Display for AdapterEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({}, {})", self.index, self.name, self.backend, self.device_type)
+    }
+}
+
+/// Every adapter wgpu enumerates, in its order (the same on every call in one process).
+pub fn adapters() -> Vec<AdapterEntry> {
+    enumerate(&new_instance())
+        .iter()
+        .enumerate()
+        .map(|(index, a)| {
+            let i = a.get_info();
+            AdapterEntry {
+                index,
+                name: i.name,
+                backend: format!("{:?}", i.backend),
+                device_type: format!("{:?}", i.device_type),
+                is_cpu: i.device_type == wgpu::DeviceType::Cpu,
+            }
+        })
+        .collect()
+}
+
+/// Adapter indices for a `--gpus` spec over `list`: "all" (the real GPUs of the first backend
+/// that has one, so a GPU seen through two backends counts once; the CPU adapters when there is
+/// no GPU) or comma-separated indices, repeats allowed ("0,0" opens adapter 0 twice).
+pub fn select_adapters(spec: &str, list: &[AdapterEntry]) -> Result<Vec<usize>> {
+    let spec = spec.trim();
+    if list.is_empty() {
+        return Err(Error::NoAdapter("wgpu found none".into()));
+    }
+    if spec.eq_ignore_ascii_case("all") {
+        let real: Vec<&AdapterEntry> = list.iter().filter(|a| !a.is_cpu).collect();
+        let pool = if real.is_empty() { list.iter().collect() } else { real };
+        let backend = &pool[0].backend;
+        return Ok(pool.iter().filter(|a| &a.backend == backend).map(|a| a.index).collect());
+    }
+    let names = || list.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; ");
+    spec.split(',')
+        .map(|part| {
+            let part = part.trim();
+            match part.parse::<usize>() {
+                Ok(i) if i < list.len() => Ok(i),
+                _ => Err(Error::NoAdapter(format!("--gpus {spec:?}: {part:?} is not an adapter index; adapters: [{}]", names()))),
+            }
+        })
+        .collect()
+}
+
+fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+}
+
 fn new_instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     // Validation layers are slow and noisy; wgpu's own validation still runs.
@@ -172,7 +246,12 @@ impl Gpu {
 
     pub fn with_options(options: GpuOptions) -> Result<Gpu> {
         let instance = new_instance();
-        let adapter = pick_adapter(&instance, options.adapter.as_deref())?;
+        let adapter = match options.adapter_index {
+            Some(index) => enumerate(&instance).into_iter().nth(index).ok_or_else(|| {
+                Error::NoAdapter(format!("no adapter {index}; adapters: [{}]", list_adapters().join(", ")))
+            })?,
+            None => pick_adapter(&instance, options.adapter.as_deref())?,
+        };
         let adapter_info = adapter.get_info();
         let have = adapter.features();
 
@@ -345,7 +424,7 @@ impl Gpu {
 }
 
 fn pick_adapter(instance: &wgpu::Instance, wanted: Option<&str>) -> Result<wgpu::Adapter> {
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+    let adapters = enumerate(instance);
     let names = || adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
     if let Some(wanted) = wanted {
         let needle = wanted.to_lowercase();

@@ -81,18 +81,22 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-/// Runs the benchmark on a loaded model (greedy decoding of random ids; no tokenizer needed).
-pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
-    let vocab = model.config.vocab_size as u64;
+/// `len` (at least 1) pseudo-random token ids below `vocab`, the same on every call.
+pub fn random_prompt(vocab: usize, len: usize) -> Vec<u32> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let prompt: Vec<u32> = (0..opts.prompt_len.max(1))
+    (0..len.max(1))
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            (state % vocab) as u32
+            (state % vocab as u64) as u32
         })
-        .collect();
+        .collect()
+}
+
+/// Runs the benchmark on a loaded model (greedy decoding of random ids; no tokenizer needed).
+pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
+    let prompt = random_prompt(model.config.vocab_size, opts.prompt_len);
     if prompt.len() + opts.gen >= model.context() {
         return Err(crate::Error::Input(format!(
             "prompt {} + generated {} tokens exceed the context {} (raise --ctx)",
@@ -133,12 +137,12 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
     let kv_row = model.cache.k[0].byte_size() / model.cache.capacity as u64;
     let mean_context = (prompt.len() + opts.gen / 2) as u64;
     let kv_bytes_per_token = 2 * cfg.num_hidden_layers as u64 * kv_row * mean_context;
-    let weight_bytes = model.weights.decode_read_bytes();
+    let weight_bytes = model.decode_read_bytes();
     let bytes_per_token = weight_bytes + kv_bytes_per_token;
     let bandwidth = shaderlm_engine::bandwidth::copy_bandwidth(&model.gpu, 1 << 30, 20)?;
     Ok(BenchReport {
         model: model.path.display().to_string(),
-        gpu: model.gpu.info().name.clone(),
+        gpu: model.gpus().iter().map(|g| g.info().name.clone()).collect::<Vec<_>>().join(" + "),
         dtype: model.dtype_name(),
         load_s: model.summary.seconds,
         prompt_len: prompt.len(),

@@ -14,6 +14,11 @@
 //! the GPU and the forward pass) with [`kv_cache`] → [`model`] (load, prefill, decode step) →
 //! [`generate`] (the streaming loop) → [`tokenizer`] (ids to text). [`batch`] decodes many
 //! prompts together (continuous batching over slots of one KV cache).
+//!
+//! Several GPUs: [`replicas`] runs one model per GPU, each taking prompts from a shared queue
+//! (throughput); [`split`] spreads one model's layers across GPUs (a model too large for one),
+//! chosen with [`LoadOptions::split_layers`]. GPUs are adapter indices from
+//! [`engine::gpu::adapters`] (`engine::gpu::select_adapters` reads "all" or "0,1").
 
 pub mod batch;
 pub mod bench;
@@ -26,6 +31,8 @@ pub mod kv_cache;
 pub mod llama;
 pub mod model;
 pub mod progress;
+pub mod replicas;
+pub mod split;
 pub mod synth;
 pub mod tokenizer;
 

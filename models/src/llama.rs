@@ -40,13 +40,18 @@ pub struct StackedWeights {
     pub gate_up_proj: Tensor,     // (2 * intermediate, hidden): gate; up
 }
 
+/// The weights of a run of consecutive layers: the whole model, or one part of a model split
+/// across GPUs (`Weights::load_layers`), which holds the embedding only if it starts at layer 0
+/// and the head (final norm, lm_head) only if it ends at the last layer.
 pub struct Weights {
-    pub embed_tokens: Tensor, // (vocab, hidden)
+    pub embed_tokens: Option<Tensor>, // (vocab, hidden)
+    /// Index of `layers[0]` in the whole model.
+    pub first_layer: usize,
     pub layers: Vec<LayerWeights>,
     pub stacked: Vec<StackedWeights>, // one per layer
-    pub norm: Tensor,         // (hidden)
-    pub lm_head: Tensor,      // (vocab, hidden); the same buffer as embed_tokens when tied
-    pub inv_freq: Tensor,     // (rot_dim / 2) RoPE frequencies, scaling applied
+    pub norm: Option<Tensor>,         // (hidden)
+    pub lm_head: Option<Tensor>,      // (vocab, hidden); the same buffer as embed_tokens when tied
+    pub inv_freq: Tensor,             // (rot_dim / 2) RoPE frequencies, scaling applied
 }
 
 /// Every activation buffer, allocated once for up to `rows` tokens per step.
@@ -221,7 +226,8 @@ fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &
 impl Weights {
     /// Precision of the projection weights.
     pub fn q_dtype(&self) -> DType {
-        self.layers.first().map_or(self.embed_tokens.dtype(), |l| l.q_proj.dtype())
+        let float = || self.embed_tokens.as_ref().or(self.lm_head.as_ref()).map_or(DType::F32, |t| t.dtype());
+        self.layers.first().map_or_else(float, |l| l.q_proj.dtype())
     }
 
     /// Bytes one decode step reads: every layer's weights, the final norm and the whole
@@ -242,11 +248,19 @@ impl Weights {
                 b
             })
             .sum();
-        layers + self.norm.byte_size() + self.lm_head.byte_size()
+        let head = [&self.norm, &self.lm_head].iter().filter_map(|t| t.as_ref()).map(|t| t.byte_size()).sum::<u64>();
+        layers + head
     }
 
     /// Bytes the weights will take on the GPU, computed from the config before anything is read.
     pub fn planned_bytes(cfg: &Config, dtype: WeightDType) -> u64 {
+        let (embed, per_layer, head) = Weights::planned_bytes_by_part(cfg, dtype);
+        embed + per_layer * cfg.num_hidden_layers as u64 + head
+    }
+
+    /// [`Weights::planned_bytes`] in three: the embedding, one decoder layer, and the head
+    /// (final norm, plus lm_head when it is not tied to the embedding).
+    pub fn planned_bytes_by_part(cfg: &Config, dtype: WeightDType) -> (u64, u64, u64) {
         let d = dtype.engine();
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let (qw, kvw) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
@@ -258,8 +272,8 @@ impl Weights {
             + 8 * h as u64
             + if cfg.attention_bias { 4 * (qw + 2 * kvw) as u64 } else { 0 };
         let embed = d.bytes_for(cfg.vocab_size * h);
-        let head = if cfg.tie_word_embeddings { 0 } else { embed };
-        embed + head + per_layer * cfg.num_hidden_layers as u64 + 4 * h as u64
+        let lm_head = if cfg.tie_word_embeddings { 0 } else { embed };
+        (embed, per_layer, lm_head + 4 * h as u64)
     }
 
     /// Reads every tensor from the checkpoint (checking its shape against the config) and
@@ -267,23 +281,46 @@ impl Weights {
     /// called after each tensor with (done, total).
     pub fn load(gpu: &Gpu, ckpt: &Checkpoint, dtype: WeightDType, progress: impl FnMut(usize, usize)) -> Result<Weights> {
         let plan = LoadPlan::new(ckpt.config(), dtype, &CompressOptions::default())?;
-        Ok(Weights::load_planned(gpu, ckpt, &plan, &Edits::none(ckpt.config()), progress)?.0)
+        let edits = Edits::none(ckpt.config());
+        Ok(Weights::load_planned(gpu, ckpt, &plan, &edits, 0..ckpt.config().num_hidden_layers, progress)?.0)
+    }
+
+    /// [`Weights::load`] for the decoder layers `layers` only (one part of a model split across
+    /// GPUs; see [`Weights::load_planned`]).
+    pub fn load_layers(
+        gpu: &Gpu,
+        ckpt: &Checkpoint,
+        dtype: WeightDType,
+        layers: std::ops::Range<usize>,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Weights> {
+        let plan = LoadPlan::new(ckpt.config(), dtype, &CompressOptions::default())?;
+        Ok(Weights::load_planned(gpu, ckpt, &plan, &Edits::none(ckpt.config()), layers, progress)?.0)
     }
 
     /// Reads every tensor the plan keeps from the checkpoint, passes it through `edits`
     /// (dropped layers, removed FFN channels, pruning, AWQ scales) and uploads it in the plan's
     /// dtype: GGUF blocks repacked where exact and unedited, else quantized (compress::edits).
-    /// The model it builds has the config `edits.config(ckpt.config())`. Returns the weights
-    /// and, per tensor, what was stored.
+    /// The model it builds has the config `edits.config(ckpt.config())`; `layers` (in that
+    /// model's numbering) are the decoder layers loaded here — all of them, or one part of a
+    /// model split across GPUs: the embedding is loaded when they start at 0, the head (final
+    /// norm, lm_head) when they end at the last layer. Returns the weights and, per tensor,
+    /// what was stored.
     pub fn load_planned(
         gpu: &Gpu,
         ckpt: &Checkpoint,
         plan: &LoadPlan,
         edits: &Edits,
+        layers: std::ops::Range<usize>,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<(Weights, Vec<TensorRecord>)> {
         let cfg = edits.config(ckpt.config());
-        let total = 3 + cfg.num_hidden_layers * if cfg.attention_bias { 12 } else { 9 };
+        let n_layers = cfg.num_hidden_layers;
+        if layers.start > layers.end || layers.end > n_layers {
+            return Err(Error::Input(format!("layers {layers:?} of a model with {n_layers}")));
+        }
+        let (with_embed, with_head) = (layers.start == 0, layers.end == n_layers);
+        let total = with_embed as usize + 2 * with_head as usize + layers.len() * if cfg.attention_bias { 12 } else { 9 };
         let mut records = Vec::with_capacity(total);
         let mut load = |role: Role, layer: Option<usize>| -> Result<Tensor> {
             let (t, record) = load_tensor(gpu, ckpt, plan, edits, &cfg, role, layer)?;
@@ -291,16 +328,17 @@ impl Weights {
             progress(records.len(), total);
             Ok(t)
         };
-        let embed_tokens = load(Role::Embed, None)?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
+        let embed_tokens = if with_embed { Some(load(Role::Embed, None)?) } else { None };
+        let first_layer = layers.start;
+        let mut layers_w = Vec::with_capacity(layers.len());
+        for l in layers {
             let at = Some(l);
             let qkv_bias = if cfg.attention_bias {
                 Some([load(Role::QBias, at)?, load(Role::KBias, at)?, load(Role::VBias, at)?])
             } else {
                 None
             };
-            layers.push(LayerWeights {
+            layers_w.push(LayerWeights {
                 input_layernorm: load(Role::InputNorm, at)?,
                 q_proj: load(Role::Q, at)?,
                 k_proj: load(Role::K, at)?,
@@ -313,14 +351,21 @@ impl Weights {
                 down_proj: load(Role::Down, at)?,
             });
         }
-        let norm = load(Role::FinalNorm, None)?;
-        let lm_head = if cfg.tie_word_embeddings || !ckpt.has_tensor("lm_head.weight") {
-            embed_tokens.clone()
+        let (norm, lm_head) = if with_head {
+            let norm = load(Role::FinalNorm, None)?;
+            let tied = cfg.tie_word_embeddings || !ckpt.has_tensor("lm_head.weight");
+            let lm_head = match (&embed_tokens, tied) {
+                (Some(embed), true) => embed.clone(),
+                (None, true) => load(Role::Embed, None)?,
+                (_, false) => load(Role::LmHead, None)?,
+            };
+            (Some(norm), Some(lm_head))
         } else {
-            load(Role::LmHead, None)?
+            (None, None)
         };
         let inv_freq = Tensor::from_f32(gpu, &[cfg.rot_dim() / 2], DType::F32, &rope_frequencies(&cfg))?;
-        let mut weights = Weights { embed_tokens, layers, stacked: Vec::new(), norm, lm_head, inv_freq };
+        let mut weights =
+            Weights { embed_tokens, first_layer, layers: layers_w, stacked: Vec::new(), norm, lm_head, inv_freq };
         weights.stack_projections(gpu)?;
         Ok((weights, records))
     }
@@ -507,6 +552,11 @@ pub enum StepInput {
 /// logits in `act.logits`. With `all_logits`, the head runs over every row instead and
 /// writes `logits_all` (T, vocab) (perplexity needs every position).
 ///
+/// For weights that hold a part of the layers (a model split across GPUs; `cache` then holds
+/// those layers only), the step runs that part: the embedding only if the part has it (else the
+/// input is the T rows of `act.x`, written there by the part before), the head only if the part
+/// has it (else the output is the T rows of `act.x`, and `logits_all` is not written).
+///
 /// Each dispatch costs a few microseconds however little it does, so for one row (decode) the
 /// steps are fused: q, k and v come from one projection over stacked weights that also applies
 /// the norm before it and RoPE and the cache writes after it; gate and up from one that also
@@ -548,14 +598,20 @@ pub fn forward(
         StepInput::Batch(b) => act.next.rows(0, b)?,
     };
 
+    if cache.k.len() != w.layers.len() {
+        return Err(Error::Input(format!("a cache of {} layers for {} layers of weights", cache.k.len(), w.layers.len())));
+    }
+
     let mut body = Vec::new();
-    // token embeddings into the residual stream
-    body.push(embedding::embedding(gpu, &w.embed_tokens, &ids, &x)?.labelled("embed"));
-    for (l, (lw, st)) in w.layers.iter().zip(&w.stacked).enumerate() {
-        let name = |s: &str| format!("L{l}.{s}");
+    // token embeddings into the residual stream (a later part of a split model: x is its input)
+    if let Some(embed_tokens) = &w.embed_tokens {
+        body.push(embedding::embedding(gpu, embed_tokens, &ids, &x)?.labelled("embed"));
+    }
+    for (i, (lw, st)) in w.layers.iter().zip(&w.stacked).enumerate() {
+        let name = |s: &str| format!("L{}.{s}", w.first_layer + i);
         // attention block: norm, the q/k/v projection (+ bias), RoPE on q and k, and this step's
         // keys and values stored at positions pos.. in the cache
-        let (k_cache, v_cache) = (&cache.k[l], &cache.v[l]);
+        let (k_cache, v_cache) = (&cache.k[i], &cache.v[i]);
         let (outputs, scratch) = ((&q, k_cache, v_cache), (&qkv, &xb));
         let norm_qkv_rope = if batched { norm_qkv_rope_batched } else { norm_qkv_rope };
         let input = norm_qkv_rope(gpu, &x, &lw.input_layernorm, st, &w.inv_freq, &act.pos, outputs, scratch, heads, eps)?;
@@ -579,11 +635,15 @@ pub fn forward(
     }
 
     // final norm and classifier: over every row for perplexity, else over the last row only
+    // (an earlier part of a split model stops at the residual stream)
+    let (Some(norm), Some(lm_head)) = (&w.norm, &w.lm_head) else {
+        return Ok(StepOps { body, last_row: None, head: Vec::new() });
+    };
     if let Some(logits) = logits_all {
-        body.push(norm_linear(gpu, &x, &w.norm, &w.lm_head, logits, &xb, eps)?.labelled("final_norm+lm_head"));
+        body.push(norm_linear(gpu, &x, norm, lm_head, logits, &xb, eps)?.labelled("final_norm+lm_head"));
         return Ok(StepOps { body, last_row: None, head: Vec::new() });
     }
     let (last_row, x_last) = if t == 1 { (None, x.clone()) } else { (Some(x.rows(t - 1, 1)?), act.x_last.clone()) };
-    let head = norm_linear(gpu, &x_last, &w.norm, &w.lm_head, &act.logits, &act.xb_last, eps)?;
+    let head = norm_linear(gpu, &x_last, norm, lm_head, &act.logits, &act.xb_last, eps)?;
     Ok(StepOps { body, last_row, head: vec![head.labelled("final_norm+lm_head")] })
 }

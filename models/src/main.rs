@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use shaderlm::engine::{gpu::list_adapters, Gpu, GpuOptions};
+use shaderlm::engine::gpu::{adapters, select_adapters};
+use shaderlm::engine::{Gpu, GpuOptions};
 use shaderlm::generate::{GenerateOptions, Generation, Sampling};
 use shaderlm::llama::WeightDType;
 use shaderlm::compress::plan::{self, CompressOptions};
 use shaderlm::model::{LoadOptions, Model};
+use shaderlm::replicas::Replicas;
 use shaderlm::tokenizer::ChatMessage;
 
 #[derive(Parser)]
@@ -23,7 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Continue a prompt, streaming only the continuation to stdout; or, with --prompts-file,
-    /// many prompts decoded together in batches, one JSON line per prompt.
+    /// many prompts decoded together in batches (or spread over the GPUs of --gpus), one JSON
+    /// line per prompt.
     Generate {
         #[command(flatten)]
         model: ModelArgs,
@@ -162,6 +165,28 @@ struct ModelArgs {
     no_pipeline: bool,
     #[command(flatten)]
     compress: CompressArgs,
+    /// GPUs to use: "all" or adapter indices as `shaderlm info` lists them ("0,1"; "0,0" opens
+    /// one adapter twice). With several: one replica per GPU for --prompts-file and bench, or
+    /// one model split across them with --split-layers; other commands use the first.
+    #[arg(long)]
+    gpus: Option<String>,
+    /// Split the decoder layers across the GPUs of --gpus (for a model one GPU cannot hold).
+    #[arg(long, requires = "gpus")]
+    split_layers: bool,
+}
+
+impl ModelArgs {
+    /// The adapter indices of --gpus (none when it is not given).
+    fn gpu_indices(&self) -> shaderlm::Result<Vec<usize>> {
+        let Some(spec) = &self.gpus else { return Ok(Vec::new()) };
+        Ok(select_adapters(spec, &adapters())?)
+    }
+
+    /// Several GPUs without --split-layers: one replica on each.
+    fn replicated(&self) -> shaderlm::Result<Option<Vec<usize>>> {
+        let gpus = self.gpu_indices()?;
+        Ok((gpus.len() > 1 && !self.split_layers).then_some(gpus))
+    }
 }
 
 /// The load plan beyond --quant: what stays float, per-tensor rules, pruning, calibration.
@@ -290,10 +315,36 @@ impl SamplingArgs {
 }
 
 fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
+    let options = load_options(args)?;
+    if args.replicated()?.is_some() {
+        eprintln!("note: one model on the first of --gpus (several GPUs serve --prompts-file or bench, or --split-layers)");
+    }
+    let model = Model::load(&args.model, &options)?;
+    let gpus = model.gpus().iter().map(|g| g.info().name.clone()).collect::<Vec<_>>();
+    eprintln!("loaded {} on {}\n{}", args.model.display(), gpus.join(" + "), model.summary);
+    if gpus.len() > 1 {
+        eprintln!("layers per GPU: {:?}", model.layer_ranges());
+    }
+    Ok(model)
+}
+
+/// One replica per GPU of --gpus.
+fn load_replicas(args: &ModelArgs, gpus: &[usize]) -> shaderlm::Result<Replicas> {
+    let replicas = Replicas::load(&args.model, &load_options(args)?, gpus)?;
+    for (i, model) in replicas.models.iter().enumerate() {
+        eprintln!("replica {i}: {} on {}: {}", args.model.display(), model.gpu.info().name, model.summary);
+    }
+    Ok(replicas)
+}
+
+fn load_options(args: &ModelArgs) -> shaderlm::Result<LoadOptions> {
     let mut gpu = GpuOptions::default();
     if args.adapter.is_some() {
         gpu.adapter = args.adapter.clone();
     }
+    let gpus = args.gpu_indices()?;
+    let split_layers = if args.split_layers { gpus.clone() } else { Vec::new() };
+    gpu.adapter_index = gpus.first().copied();
     let dtype = match (args.quant, args.dtype) {
         (Some(QuantArg::Q8), _) => WeightDType::Q8,
         (Some(QuantArg::Q4), _) => WeightDType::Q4,
@@ -303,10 +354,24 @@ fn load(args: &ModelArgs) -> shaderlm::Result<Model> {
     };
     let pipeline = !args.no_pipeline;
     let compress = args.compress.options()?;
-    let options = LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, pipeline, compress, ..Default::default() };
-    let model = Model::load(&args.model, &options)?;
-    eprintln!("loaded {} on {}\n{}", args.model.display(), model.gpu.info().name, model.summary);
-    Ok(model)
+    Ok(LoadOptions { dtype, ctx: args.ctx, gpu, progress: true, pipeline, split_layers, compress, ..Default::default() })
+}
+
+/// `generate --prompts-file`: every prompt through the replicas (one per GPU of --gpus, or one
+/// model, split or not), one JSON line per prompt on stdout, throughput on stderr.
+fn generate_file(args: &ModelArgs, file: &std::path::Path, options: &GenerateOptions) -> shaderlm::Result<()> {
+    let prompts = shaderlm::replicas::read_prompts(file)?;
+    let mut replicas = match args.replicated()? {
+        Some(gpus) => load_replicas(args, &gpus)?,
+        None => Replicas { models: vec![load(args)?] },
+    };
+    let run = replicas.generate(&prompts, options)?;
+    let mut out = std::io::stdout().lock();
+    for result in &run.results {
+        let _ = writeln!(out, "{}", result.json_line());
+    }
+    eprintln!("{run}");
+    Ok(())
 }
 
 /// Prints pieces as they arrive; returns the whole text.
@@ -385,12 +450,17 @@ fn generate_batch(args: &ModelArgs, file: &std::path::Path, batch: usize, sampli
 
 fn run(cli: Cli) -> shaderlm::Result<()> {
     match cli.command {
-        Command::Generate { model, prompts_file: Some(file), batch, sampling, .. } => {
-            generate_batch(&model, &file, batch, &sampling)?;
-        }
-        Command::Generate { model, prompt, prompts_file: None, sampling, .. } => {
+        Command::Generate { model, prompt, prompts_file, batch, sampling } => {
+            if let Some(file) = prompts_file {
+                // Several GPUs (replicas or a split model) serve the file prompt by prompt; one
+                // GPU decodes it in batches.
+                if model.replicated()?.is_some() || model.split_layers {
+                    return generate_file(&model, &file, &sampling.options());
+                }
+                return generate_batch(&model, &file, batch, &sampling);
+            }
             let mut model = load(&model)?;
-            let generation = model.generate(&prompt.unwrap_or_default(), &sampling.options())?;
+            let generation = model.generate(prompt.as_deref().unwrap_or_default(), &sampling.options())?;
             stream(generation)?;
             println!();
         }
@@ -427,8 +497,12 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
         }
         Command::Bench { model, prompt_len, gen, warmup, batch, json } => {
             let ctx = model.ctx.or(Some(prompt_len + gen + 1));
-            let mut model = load(&ModelArgs { ctx, ..model })?;
+            let args = ModelArgs { ctx, ..model };
             let options = shaderlm::bench::BenchOptions { prompt_len, gen, warmup };
+            if let Some(gpus) = args.replicated()? {
+                return bench_replicas(&args, &gpus, &options, json);
+            }
+            let mut model = load(&args)?;
             if let Some(batch) = batch {
                 let report = shaderlm::bench::run_batch(&mut model, &options, batch)?;
                 print!("{report}");
@@ -515,8 +589,8 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
         Command::Info { model, quant, compress } => {
             let gpu = Gpu::new()?;
             println!("using: {}", gpu.info());
-            for a in list_adapters() {
-                println!("adapter: {a}");
+            for a in adapters() {
+                println!("adapter {a}");
             }
             if let Some(model) = model {
                 drop(gpu);
@@ -528,10 +602,24 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
                     adapter: None,
                     no_pipeline: false,
                     compress,
+                    gpus: None,
+                    split_layers: false,
                 };
                 load(&args)?; // prints the load summary
             }
         }
+    }
+    Ok(())
+}
+
+/// `bench --gpus` with several GPUs: the benchmark on one replica per GPU at once; decode
+/// tokens/s per GPU and their sum.
+fn bench_replicas(args: &ModelArgs, gpus: &[usize], options: &shaderlm::bench::BenchOptions, json: bool) -> shaderlm::Result<()> {
+    let mut replicas = load_replicas(args, gpus)?;
+    let report = replicas.bench(options)?;
+    print!("{report}");
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
     }
     Ok(())
 }

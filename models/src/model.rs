@@ -15,6 +15,7 @@ use crate::compress::summary::kind_rows;
 use crate::generate::{GenerateOptions, Generation, Sampling};
 use crate::kv_cache::KvCache;
 use crate::llama::{forward, Activations, StepInput, StepOps, WeightDType, Weights};
+use crate::split::{Stage, StageInput};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 use crate::{Error, Result};
 
@@ -33,11 +34,17 @@ pub struct LoadOptions {
     /// Draw a progress bar on stderr while loading.
     pub progress: bool,
     /// Submit each decode step before reading back the previous one's id (on by default; off
-    /// runs one step at a time, which only measurements want).
+    /// runs one step at a time, which only measurements want). A split model runs one step at a
+    /// time whatever this says.
     pub pipeline: bool,
     /// The rest of the load plan: per-tensor dtype rules, pruning, calibration (`dtype` is
     /// the default for linear layers).
     pub compress: CompressOptions,
+    /// Split the decoder layers across these adapters (indices into
+    /// [`shaderlm_engine::gpu::adapters`], in layer order; the same index twice opens two devices
+    /// on one adapter), balanced by bytes: see [`crate::split`]. Empty: one GPU, chosen by `gpu`.
+    /// The other fields of `gpu` (fast paths) apply to every part.
+    pub split_layers: Vec<usize>,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +57,7 @@ impl Default for LoadOptions {
             progress: false,
             pipeline: true,
             compress: CompressOptions::default(),
+            split_layers: Vec::new(),
         }
     }
 }
@@ -67,6 +75,9 @@ pub struct Model {
     pub(crate) weights: Weights,
     pub(crate) cache: KvCache,
     pub(crate) act: Activations,
+    /// A split model's parts before this one (on other GPUs, holding the layers before
+    /// `weights.first_layer`); empty when the model is on one GPU.
+    pub(crate) front: Vec<Stage>,
     /// The decode step (one token in, logits out), built once and replayed.
     decode: StepOps,
     greedy: shaderlm_engine::Op,
@@ -125,24 +136,43 @@ impl Model {
 
         let kv_width = config.num_key_value_heads * config.head_dim;
         let kv_dtype = plan.float_dtype();
-        let weight_bytes = edits::planned_bytes(&ckpt_config, &plan, &edits);
-        let kv_bytes = 2 * config.num_hidden_layers as u64 * kv_dtype.bytes_for(ctx * kv_width);
-        check_fits(&gpu, weight_bytes + kv_bytes)?;
+        let rows = options.prefill_chunk.clamp(1, ctx);
 
-        let loading = Instant::now();
-        let bar = options.progress.then(|| crate::progress::bar("loading", 0));
-        let (weights, tensors) = Weights::load_planned(&gpu, &ckpt, &plan, &edits, |done, total| {
-            if let Some(bar) = &bar {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            }
-        })?;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
+        // One part on one GPU, or consecutive layer ranges on several (the last one is this
+        // model; the ones before it are its front stages, which take the base dtype only).
+        let parts = crate::split::plan(&config, options)?;
+        if parts.len() > 1 && (options.compress.keep_layers > 0 || !options.compress.rules.is_empty() || !options.compress.prune.is_empty()) {
+            return Err(Error::Input("--split-layers does not combine with --keep-layers, --override, --plan or --prune yet".into()));
         }
+        let kv_layer_bytes = 2 * kv_dtype.bytes_for(ctx * kv_width);
+        let kv_bytes = kv_layer_bytes * config.num_hidden_layers as u64;
+        let loading = Instant::now();
+        let mut front = Vec::with_capacity(parts.len() - 1);
+        let (gpu, weight_bytes) = if parts.len() == 1 {
+            let weight_bytes = edits::planned_bytes(&ckpt_config, &plan, &edits);
+            check_fits(&gpu, weight_bytes + kv_bytes)?;
+            (gpu, weight_bytes)
+        } else {
+            let mut gpus = Vec::with_capacity(parts.len());
+            for part in &parts {
+                let gpu = Gpu::with_options(part.gpu.clone())?;
+                check_fits(&gpu, part.weight_bytes + kv_layer_bytes * part.layers.len() as u64)?;
+                gpus.push(gpu);
+            }
+            let last = gpus.pop().ok_or_else(|| Error::Input("no GPU to load on".into()))?;
+            for (i, (stage_gpu, part)) in gpus.into_iter().zip(&parts).enumerate() {
+                let label = format!("part {}/{}", i + 1, parts.len());
+                front.push(Stage::load(stage_gpu, &ckpt, options.dtype, part.layers.clone(), ctx, rows, load_progress(options.progress, &label))?);
+            }
+            (last, parts.iter().map(|p| p.weight_bytes).sum::<u64>())
+        };
+        let own = parts[parts.len() - 1].layers.clone();
+        let label = if parts.len() == 1 { "loading".to_string() } else { format!("part {}/{}", parts.len(), parts.len()) };
+        let (weights, tensors) =
+            Weights::load_planned(&gpu, &ckpt, &plan, &edits, own.clone(), load_progress(options.progress, &label))?;
         let weights_seconds = loading.elapsed().as_secs_f64();
-        let cache = KvCache::new(&gpu, config.num_hidden_layers, ctx, kv_width, kv_dtype)?;
-        let act = Activations::new(&gpu, &config, options.prefill_chunk.clamp(1, ctx))?;
+        let cache = KvCache::new(&gpu, own.len(), ctx, kv_width, kv_dtype)?;
+        let act = Activations::new(&gpu, &config, rows)?;
         let decode = forward(&gpu, &config, &weights, &cache, &act, StepInput::Sampled, None)?;
         let greedy = argmax::argmax(&gpu, &act.logits, &act.next)?.labelled("argmax");
         let history = Tensor::empty(&gpu, &[ctx], DType::U32)?;
@@ -170,15 +200,15 @@ impl Model {
         let summary = LoadSummary {
             parameters: parameter_count(&config),
             weight_bytes,
-            kv_bytes: cache.bytes(),
-            activation_bytes: act.bytes(),
+            kv_bytes,
+            activation_bytes: act.bytes() * parts.len() as u64,
             seconds: started.elapsed().as_secs_f64(),
             calibrate_seconds,
             edit_seconds: edits.seconds,
             weights_seconds,
             kinds: kind_rows(&tensors),
             tensors,
-            tied: weights.lm_head.same_buffer(&weights.embed_tokens),
+            tied: matches!((&weights.lm_head, &weights.embed_tokens), (Some(head), Some(embed)) if head.same_buffer(embed)),
             pruning,
             dropped_layers: (0..ckpt_config.num_hidden_layers).filter(|l| !edits.layers.contains(l)).collect(),
             ffn_channels: (config.intermediate_size != ckpt_config.intermediate_size)
@@ -195,6 +225,8 @@ impl Model {
             weights,
             cache,
             act,
+            pipeline: options.pipeline && front.is_empty(),
+            front,
             decode,
             greedy,
             sampler,
@@ -204,7 +236,6 @@ impl Model {
             positions,
             readbacks,
             next_pos: 0,
-            pipeline: options.pipeline,
             decode_host: (Duration::ZERO, 0),
         })
     }
@@ -339,6 +370,7 @@ impl Model {
         let pos = self.cache.tokens.len();
         if self.next_pos == pos {
             // No step feeding `id` was submitted ahead.
+            self.run_front(&[id], pos)?;
             self.submit_decode()?;
         }
         self.cache.tokens.push(id);
@@ -442,6 +474,7 @@ impl Model {
         }
         self.act.tokens.rows(0, chunk.len())?.write_words(&self.gpu, chunk)?;
         self.act.pos.write_u32(&self.gpu, &[start as u32])?;
+        self.run_front(chunk, start)?;
         let input = StepInput::Tokens(chunk.len());
         forward(&self.gpu, &self.config, &self.weights, &self.cache, &self.act, input, logits_all)
     }
@@ -495,11 +528,59 @@ fn calibrate_dense(path: &Path, options: &LoadOptions, plan: &LoadPlan) -> Resul
         progress: options.progress,
         pipeline: true,
         compress: CompressOptions::default(),
+        split_layers: Vec::new(),
     };
     let mut dense = Model::load(path, &dense_options)?;
     let ids = calib::calibration_ids(&dense, file, plan.calib_tokens)?;
     let calib_options = CalibOptions { chunk, progress: options.progress, ..Default::default() };
     Ok(std::sync::Arc::new(calib::calibrate(&mut dense, &ids, &calib_options)?))
+}
+
+impl Model {
+    /// A split model: runs `ids` at positions `start..` through the parts before this one, each
+    /// on its GPU, and writes the residual stream they end with into `act.x` here, where this
+    /// part's step (recorded next) takes it. Nothing to do on one GPU.
+    fn run_front(&self, ids: &[u32], start: usize) -> Result<()> {
+        let mut hidden = Vec::new();
+        for (i, stage) in self.front.iter().enumerate() {
+            let input = if i == 0 { StageInput::Ids(ids) } else { StageInput::Hidden(&hidden) };
+            hidden = stage.run(&self.config, input, ids.len(), start)?;
+        }
+        if !self.front.is_empty() {
+            self.act.x.rows(0, ids.len())?.write_f32(&self.gpu, &hidden)?;
+        }
+        Ok(())
+    }
+
+    /// The GPUs the model runs on, in layer order (one unless split).
+    pub fn gpus(&self) -> Vec<&Gpu> {
+        self.front.iter().map(|s| &s.gpu).chain([&self.gpu]).collect()
+    }
+
+    /// The decoder layers on each GPU of [`Model::gpus`].
+    pub fn layer_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let range = |w: &Weights| w.first_layer..w.first_layer + w.layers.len();
+        self.front.iter().map(|s| range(&s.weights)).chain([range(&self.weights)]).collect()
+    }
+
+    /// Bytes of weights one decode step reads, over every part (see `Weights::decode_read_bytes`).
+    pub fn decode_read_bytes(&self) -> u64 {
+        self.front.iter().map(|s| s.weights.decode_read_bytes()).sum::<u64>() + self.weights.decode_read_bytes()
+    }
+}
+
+/// A progress callback for `Weights::load` that draws a bar labelled `label` (or nothing).
+fn load_progress(show: bool, label: &str) -> impl FnMut(usize, usize) {
+    let bar = show.then(|| crate::progress::bar(label, 0));
+    move |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            if done == total {
+                bar.finish_and_clear();
+            }
+        }
+    }
 }
 
 fn parameter_count(c: &Config) -> u64 {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repo root, after `source .carry/gpu/on-device.sh`:
-#   bash scripts/gpu/run-suite.sh engine|correctness|speed
+#   bash scripts/gpu/run-suite.sh engine|correctness|speed|multi
 # Binaries come from .carry/ (built here with `cargo build --release` and
 # `../shared/gpu/prepare target/release/shaderlm target/release/examples/engine_bench ...`).
 # Writes what it prints to $OUT/<part>.txt as well.
@@ -33,6 +33,22 @@ speed)
         [ -d $M/$shape ] || $B synth --shape $shape --out $M/$shape
         $B bench --model $M/$shape --prompt-len 512 --gen 128 --json
         python3 scripts/gpu/hf_reference.py speed --model $M/$shape --prompt-len 512 --gen 128
+    done
+    ;;
+multi)
+    # Several GPUs (issue 8): one GPU, one replica per GPU, and the layers split across them
+    # (forced, whether or not the model fits one); the split must give one GPU's logits and ids.
+    shift
+    $B info
+    for shape in "${@:-llama2-7b}"; do
+        [ -d $M/$shape ] || $B synth --shape $shape --out $M/$shape
+        $B bench --model $M/$shape --prompt-len 512 --gen 128 --gpus 0 --json
+        $B bench --model $M/$shape --prompt-len 512 --gen 128 --gpus all --json
+        $B bench --model $M/$shape --prompt-len 512 --gen 128 --gpus all --split-layers --json
+        $B logits --model $M/$shape --ids 1,450,1209,3323 --gen 16 --gpus 0 | tail -1 > /tmp/one.json
+        $B logits --model $M/$shape --ids 1,450,1209,3323 --gen 16 --gpus all --split-layers | tail -1 > /tmp/split.json
+        cmp -s /tmp/one.json /tmp/split.json && echo "$shape: split logits and greedy ids identical to one GPU" \
+            || echo "$shape: split output DIFFERS from one GPU"
     done
     ;;
 esac

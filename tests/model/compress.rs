@@ -482,7 +482,7 @@ fn awq_scales_and_ffn_channels_reach_the_right_tensors() {
     edits.scales[1] = LayerScales { attn_in: s_attn.clone(), ffn_in: s_ffn.clone(), down_in: s_down.clone() };
     edits.ffn_channels = (0..5).map(|_| Some(kept.clone())).collect();
     let plan = LoadPlan::new(cfg, WeightDType::F32, &CompressOptions::default()).unwrap();
-    let (w, _) = Weights::load_planned(&gpu, &ckpt, &plan, &edits, |_, _| {}).unwrap();
+    let (w, _) = Weights::load_planned(&gpu, &ckpt, &plan, &edits, 0..cfg.num_hidden_layers, |_, _| {}).unwrap();
 
     let read = |name: &str, shape: &[usize]| ckpt.tensor_f32(name, shape).unwrap();
     let p = "model.layers.1";

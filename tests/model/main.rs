@@ -6,6 +6,7 @@ mod batch;
 mod compress;
 mod cpu_llama;
 mod quant;
+mod split;
 mod tiny;
 
 use std::path::PathBuf;
