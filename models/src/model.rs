@@ -10,7 +10,7 @@ use shaderlm_engine::{DType, Gpu, GpuOptions, ReadbackRing, Recorder, Tensor};
 use crate::checkpoint::{Checkpoint, Config};
 use crate::compress::calib::{self, CalibOptions, CalibStats};
 use crate::compress::edits::{self, Edits};
-use crate::compress::plan::{prune_name, sparse_storage, CompressOptions, LoadPlan, Prune, Sparsity};
+use crate::compress::plan::{prune_name, CompressOptions, LoadPlan, Prune, Sparsity};
 use crate::compress::summary::kind_rows;
 use crate::generate::{GenerateOptions, Generation, Sampling};
 use crate::kv_cache::KvCache;
@@ -193,7 +193,7 @@ impl Model {
         let pruning = options.compress.prune.iter().find(|p| matches!(p, Prune::Weights { .. })).map(|p| {
             let two_four = matches!(p, Prune::Weights { sparsity: Sparsity::NM { n: 2, m: 4 }, .. });
             // Stored compressed where some tensor took a 2:4 storage dtype.
-            let sparse = |d: DType| [DType::F16, DType::Q4].iter().any(|&dense| sparse_storage(dense) == Some(d));
+            let sparse = |d: DType| d.is_sparse();
             let compressed = two_four && tensors.iter().any(|t| sparse(t.dtype));
             (prune_name(p), compressed)
         });

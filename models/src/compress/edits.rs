@@ -365,7 +365,7 @@ pub fn load_tensor(
     let (values, pruned) = if edited { edits.apply(role, ckpt_layer, values, k)? } else { (values, false) };
     // 2:4-pruned weights go to the compressed format where there is one.
     let sparse = match edits.weights {
-        Some((_, Sparsity::NM { n: 2, m: 4 })) if pruned => sparse_storage(dtype),
+        Some((_, Sparsity::NM { n: 2, m: 4 })) if pruned => sparse_storage(dtype, shape.get(1).copied().unwrap_or(1)),
         _ => None,
     };
     if let Some(sd) = sparse {
@@ -428,7 +428,7 @@ pub fn planned_bytes(ckpt_cfg: &Config, plan: &LoadPlan, edits: &Edits) -> u64 {
         for role in [Role::Q, Role::K, Role::V, Role::O, Role::Gate, Role::Up, Role::Down] {
             let k = role.shape(&cfg)[1];
             let d = plan.linear_dtype(&role.name(ckpt_layer), k, l, cfg.num_hidden_layers);
-            let d = if two_four { sparse_storage(d).unwrap_or(d) } else { d };
+            let d = if two_four { sparse_storage(d, k).unwrap_or(d) } else { d };
             total += bytes(role, d);
         }
         total += bytes(Role::InputNorm, DType::F32) + bytes(Role::PostNorm, DType::F32);

@@ -369,11 +369,13 @@ pub fn prune_name(p: &Prune) -> String {
 
 /// Where 2:4-pruned weights of dense dtype `dtype` are stored compressed: the two kept values
 /// of every group of four and their positions (`DType::S24F16`, `DType::S24Q4`), so decode reads
-/// fewer bytes. `None` stores them dense (zeros included): every other dtype.
-pub fn sparse_storage(dtype: DType) -> Option<DType> {
-    match dtype {
-        DType::F16 => Some(DType::S24F16),
-        DType::Q4 => Some(DType::S24Q4),
-        _ => None,
-    }
+/// fewer bytes. `None` stores them dense (zeros included): every other dtype, and a row length
+/// `k` that is not a whole number of the sparse format's groups.
+pub fn sparse_storage(dtype: DType, k: usize) -> Option<DType> {
+    let sparse = match dtype {
+        DType::F16 => DType::S24F16,
+        DType::Q4 => DType::S24Q4,
+        _ => return None,
+    };
+    sparse.group().is_none_or(|g| k.is_multiple_of(g)).then_some(sparse)
 }
