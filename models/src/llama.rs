@@ -280,9 +280,7 @@ impl Weights {
     /// uploads it, every linear layer in `dtype` (see [`Weights::load_planned`]). `progress` is
     /// called after each tensor with (done, total).
     pub fn load(gpu: &Gpu, ckpt: &Checkpoint, dtype: WeightDType, progress: impl FnMut(usize, usize)) -> Result<Weights> {
-        let plan = LoadPlan::new(ckpt.config(), dtype, &CompressOptions::default())?;
-        let edits = Edits::none(ckpt.config());
-        Ok(Weights::load_planned(gpu, ckpt, &plan, &edits, 0..ckpt.config().num_hidden_layers, progress)?.0)
+        Weights::load_layers(gpu, ckpt, dtype, 0..ckpt.config().num_hidden_layers, progress)
     }
 
     /// [`Weights::load`] for the decoder layers `layers` only (one part of a model split across

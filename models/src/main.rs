@@ -583,7 +583,7 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
                 started.elapsed().as_secs_f64()
             );
             if json {
-                println!("{}", serde_json::to_string(&result).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
+                println!("{}", to_json(&result)?);
             }
         }
         Command::Info { model, quant, compress } => {
@@ -619,7 +619,7 @@ fn bench_replicas(args: &ModelArgs, gpus: &[usize], options: &shaderlm::bench::B
     let report = replicas.bench(options)?;
     print!("{report}");
     if json {
-        println!("{}", serde_json::to_string(&report).map_err(|e| shaderlm::Error::Input(e.to_string()))?);
+        println!("{}", to_json(&report)?);
     }
     Ok(())
 }

@@ -193,8 +193,7 @@ impl Model {
         let pruning = options.compress.prune.iter().find(|p| matches!(p, Prune::Weights { .. })).map(|p| {
             let two_four = matches!(p, Prune::Weights { sparsity: Sparsity::NM { n: 2, m: 4 }, .. });
             // Stored compressed where some tensor took a 2:4 storage dtype.
-            let sparse = |d: DType| d.is_sparse();
-            let compressed = two_four && tensors.iter().any(|t| sparse(t.dtype));
+            let compressed = two_four && tensors.iter().any(|t| t.dtype.is_sparse());
             (prune_name(p), compressed)
         });
         let summary = LoadSummary {

@@ -125,13 +125,13 @@ pub struct QuantMatvecConfig {
 }
 
 impl QuantMatvecConfig {
-    /// What `matvec` uses for the packed `w` on `gpu`. With subgroups: `Dot4`, one thread per
-    /// block of 32 elements of a row (at least 32, at most 256 threads) and 8 rows, so that a
-    /// thread's rounded x serves 8 rows and it has 8 quant loads in flight, but fewer rows for a
-    /// weight of under 4096 rows, so that it still spreads over at least 512 workgroups (N / 512
-    /// rows, at least 1: SmolLM2's 576-row projections would otherwise fill 72 workgroups); a
-    /// guess to be checked by `engine_bench --quant-sweep`. 32 threads x 4 rows on a CPU
-    /// adapter. Without subgroups: `Float` in [`MatvecConfig::for_weight`]'s shape.
+    /// What `matvec` uses for the packed `w` on `gpu`. Without subgroups, and for 2:4 sparse
+    /// weights: `Float` in [`MatvecConfig::for_weight`]'s shape. On a CPU adapter: `Dot4`, 32
+    /// threads x 4 rows. On a GPU, a weight under 4M elements (launch-bound) takes `Float`, 128
+    /// threads x 1 row; a larger one `Dot4`, one thread per block of 32 elements of a row (32 to
+    /// 256 threads) and 8 rows, so that a thread's rounded x serves 8 rows with 8 quant loads in
+    /// flight, fewer for a weight of under 4096 rows (N / 512, at least 1) so it still spreads over
+    /// 512 workgroups. Chosen from `engine_bench --quant-sweep` on the H200 (BENCHMARKS.md).
     pub fn for_weight(gpu: &Gpu, w: &Tensor) -> QuantMatvecConfig {
         let float = MatvecConfig::for_weight(gpu, w);
         // 2:4 sparse weights have one path: their values are floats (or dequantized to them).
