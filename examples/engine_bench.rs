@@ -7,7 +7,12 @@
 //! cargo run --release --example engine_bench -- --coop    # only: tensor-core vs tiled matmul
 //! cargo run --release --example engine_bench -- --coop --sweep   # ... and coop tile shapes
 //! cargo run --release --example engine_bench -- --quant-sweep   # packed matvec paths and shapes
+//! cargo run --release --example engine_bench -- --batch-sweep   # a few rows of x: matvec_batch vs matmul
 //! ```
+//!
+//! `--batch-sweep` prints, for F16 weights at the Llama-2-7B and TinyLlama shapes and
+//! M = 1..64 rows of x (a batched decode step), the time per call of `matvec_batch` under a few
+//! workgroup shapes beside the tensor-core and tiled matmuls, and the weight's GB/s.
 //!
 //! `--quant-sweep` prints only the copy bandwidth and, for Q8, Q4 and Q4G128 weights at the
 //! Llama-2-7B shapes (4096x4096, 11008x4096, 4096x11008) and SmolLM2-135M's (576x576, 1536x576,
@@ -75,12 +80,17 @@ fn main() -> Result<()> {
     let sweep = args.iter().any(|a| a == "--sweep");
     let coop = args.iter().any(|a| a == "--coop");
     let quant_sweep = args.iter().any(|a| a == "--quant-sweep");
-    if let Some(a) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--sweep" | "--coop" | "--quant-sweep")) {
-        eprintln!("unknown argument {a:?}; usage: engine_bench [--quick] [--sweep] [--coop] [--quant-sweep]");
+    let batch_sweep = args.iter().any(|a| a == "--batch-sweep");
+    let known = ["--quick", "--sweep", "--coop", "--quant-sweep", "--batch-sweep"];
+    if let Some(a) = args.iter().find(|a| !known.contains(&a.as_str())) {
+        eprintln!("unknown argument {a:?}; usage: engine_bench [{}]", known.join("] ["));
         std::process::exit(2);
     }
     let shapes = if quick { &QUICK } else { &FULL };
     let gpu = Gpu::new()?;
+    if batch_sweep {
+        return batch_sweep_table(&gpu, quick);
+    }
     if coop {
         return coop_bench(&gpu, quick, sweep);
     }
@@ -251,6 +261,65 @@ fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
                 t.gpu.map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
                 flops / t.seconds() / 1e12
             );
+        }
+    }
+    Ok(())
+}
+
+/// `--batch-sweep`: F16 weights times M rows of x, for M from 1 to 64: `matvec_batch` in each
+/// workgroup shape of a short list, the tensor-core matmul (where there is one) and the tiled one.
+fn batch_sweep_table(gpu: &Gpu, quick: bool) -> Result<()> {
+    use shaderlm_engine::kernels::matvec_batch::{matvec_batch_with, MatvecBatchConfig};
+    println!("engine_bench --batch-sweep on {}", gpu.info());
+    let shapes: &[(usize, usize)] =
+        if quick { &[(512, 512), (1376, 512)] } else { &[(4096, 4096), (11008, 4096), (4096, 11008), (5632, 2048)] };
+    // Threads x rows of W x rows of x: GPU shapes, or CPU-adapter ones with --quick (lavapipe runs
+    // a workgroup as a loop, and its barriers cost most there).
+    let configs: &[(u32, u32, u32)] = if quick {
+        &[(32, 4, 4), (32, 2, 8), (64, 2, 8)]
+    } else {
+        &[(256, 2, 8), (256, 1, 8), (256, 1, 16), (128, 2, 8), (256, 4, 4), (512, 2, 8)]
+    };
+    println!("{:<34} {:>16} {:>4} {:>10} {:>10}", "kernel", "N x K", "M", "gpu us", "weight GB/s");
+    let mut rng = Rng(5);
+    for &(n, k) in shapes {
+        let w = Tensor::from_f32(gpu, &[n, k], DType::F16, &rng.vec(n * k))?;
+        let weight_bytes = 2.0 * (n * k) as f64;
+        for m in [1, 2, 4, 8, 16, 32, 64] {
+            let x = Tensor::from_f32(gpu, &[m, k], DType::F32, &rng.vec(m * k))?;
+            let y = Tensor::empty(gpu, &[m, n], DType::F32)?;
+            let mut kernels: Vec<(String, Op)> = Vec::new();
+            if m == 1 {
+                kernels.push(("matvec (default)".into(), matvec_with(gpu, &w, &x, &y, MatvecConfig::for_gpu(gpu))?));
+            }
+            for &(workgroup_size, rows_per_workgroup, batch) in configs {
+                let config = MatvecBatchConfig { workgroup_size, rows_per_workgroup, batch: batch.min(m as u32) };
+                let name = format!("matvec_batch {workgroup_size}x{rows_per_workgroup}x{}", config.batch);
+                match matvec_batch_with(gpu, &x, &w, &y, config, false) {
+                    Ok(op) => kernels.push((name, op)),
+                    Err(e) => println!("{name:<34} refused: {e}"),
+                }
+            }
+            if coop_available(gpu) {
+                if let Ok(op) = matmul_coop_with(gpu, &x, &w, &y, CoopConfig::default()) {
+                    kernels.push(("matmul_coop (default)".into(), op));
+                }
+            }
+            kernels.push(("matmul (tiled SIMT)".into(), matmul_with(gpu, &x, &w, &y, MatmulConfig::default())?));
+            for (name, op) in &kernels {
+                let t = time_runs(gpu, 20, op.labels().len(), |rec, _| {
+                    rec.run(op);
+                    Ok(())
+                })?;
+                println!(
+                    "{:<34} {:>16} {:>4} {:>10.1} {:>10.0}",
+                    name,
+                    format!("{n} x {k}"),
+                    m,
+                    t.seconds() * 1e6,
+                    weight_bytes / t.seconds() / 1e9
+                );
+            }
         }
     }
     Ok(())

@@ -217,43 +217,71 @@ impl<'m> BatchGenerator<'m> {
     /// [`BatchGenerator::generate`] for tokenized prompts. Every prompt is checked (not empty,
     /// shorter than the context, ids in the vocabulary) before anything runs.
     pub fn generate_ids(&mut self, prompts: Vec<Vec<u32>>, options: &GenerateOptions) -> Result<Vec<BatchOutput>> {
-        let (context, vocab) = (self.model.context(), self.model.config.vocab_size);
         if prompts.is_empty() {
             return Err(Error::Input("no prompts to generate from".into()));
         }
         for (i, p) in prompts.iter().enumerate() {
-            if p.is_empty() {
-                return Err(Error::Input(format!("prompt {i} is empty")));
-            }
-            if p.len() >= context {
-                return Err(Error::Input(format!(
-                    "prompt {i} has {} tokens but the context holds {context} (raise --ctx, up to {})",
-                    p.len(),
-                    self.model.config.max_position_embeddings
-                )));
-            }
-            if let Some(bad) = p.iter().find(|&&id| id as usize >= vocab) {
-                return Err(Error::Input(format!("prompt {i}: token id {bad} is outside the vocabulary ({vocab})")));
-            }
+            self.check_prompt(i, p)?;
         }
+        let mut prompts = prompts.into_iter().enumerate();
+        let mut outputs = self.generate_from(&mut || Ok(prompts.next()), options)?;
+        outputs.sort_by_key(|o| o.index);
+        Ok(outputs)
+    }
+
+    /// Checks that prompt `index` can run: not empty, shorter than the context, ids in the
+    /// vocabulary.
+    pub fn check_prompt(&self, index: usize, prompt: &[u32]) -> Result<()> {
+        let (context, vocab) = (self.model.context(), self.model.config.vocab_size);
+        if prompt.is_empty() {
+            return Err(Error::Input(format!("prompt {index} is empty")));
+        }
+        if prompt.len() >= context {
+            return Err(Error::Input(format!(
+                "prompt {index} has {} tokens but the context holds {context} (raise --ctx, up to {})",
+                prompt.len(),
+                self.model.config.max_position_embeddings
+            )));
+        }
+        if let Some(bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
+            return Err(Error::Input(format!("prompt {index}: token id {bad} is outside the vocabulary ({vocab})")));
+        }
+        Ok(())
+    }
+
+    /// Continuous batching over prompts pulled from `next` as slots free up: it returns
+    /// `(index, ids)` of the next prompt (each is checked as [`BatchGenerator::check_prompt`]
+    /// does when it is pulled), or `None` when there are no more. Outputs come in the
+    /// order the sequences finish; each carries its prompt's index. This is how data-parallel
+    /// replicas share one queue of prompts (`replicas::serve`).
+    pub fn generate_from(
+        &mut self,
+        next: &mut dyn FnMut() -> Result<Option<(usize, Vec<u32>)>>,
+        options: &GenerateOptions,
+    ) -> Result<Vec<BatchOutput>> {
         let sampled = !(options.sampling.is_greedy() && options.sampling.repeat_penalty == 1.0);
         for s in &self.samplers {
             s.sampler.set_params(&self.model.gpu, options.sampling)?;
         }
-        self.stats = BatchStats { prompts: prompts.len(), ..Default::default() };
+        self.stats = BatchStats::default();
         let started = Instant::now();
-        let mut waiting: VecDeque<usize> = (0..prompts.len()).collect();
         let mut slots: Vec<Option<Running>> = (0..self.slots()).map(|_| None).collect();
-        let mut outputs: Vec<Option<BatchOutput>> = vec![None; prompts.len()];
+        let mut outputs: Vec<BatchOutput> = Vec::new();
+        let mut drained = false;
         // For each step in flight, oldest first: the sequence (prompt index) each row fed.
         let mut in_flight: VecDeque<Vec<Option<usize>>> = VecDeque::new();
         loop {
             // Waiting prompts take the free slots (one that ends at its first token frees it again).
             for (s, slot) in slots.iter_mut().enumerate() {
-                while slot.is_none() {
-                    let Some(i) = waiting.pop_front() else { break };
+                while slot.is_none() && !drained {
+                    let Some((i, prompt)) = next()? else {
+                        drained = true;
+                        break;
+                    };
+                    self.check_prompt(i, &prompt)?;
+                    self.stats.prompts += 1;
                     let t = Instant::now();
-                    let (run, first) = self.start(s, i, &prompts[i], options, sampled, started)?;
+                    let (run, first) = self.start(s, i, &prompt, options, sampled, started)?;
                     self.stats.prefill_time += t.elapsed();
                     self.accept(s, run, first, options, slot, &mut outputs)?;
                 }
@@ -281,7 +309,6 @@ impl<'m> BatchGenerator<'m> {
         }
         self.stats.total_time = started.elapsed();
         self.stats.decode_time = self.stats.total_time.saturating_sub(self.stats.prefill_time);
-        let outputs: Vec<BatchOutput> = outputs.into_iter().flatten().collect();
         self.stats.generated_tokens = outputs.iter().map(|o| o.ids.len()).sum();
         Ok(outputs)
     }
@@ -345,7 +372,7 @@ impl<'m> BatchGenerator<'m> {
         id: u32,
         options: &GenerateOptions,
         slot: &mut Option<Running>,
-        outputs: &mut [Option<BatchOutput>],
+        outputs: &mut Vec<BatchOutput>,
     ) -> Result<()> {
         let tokenizer = &self.model.tokenizer;
         let finish = if options.max_tokens == 0 {
@@ -389,7 +416,7 @@ impl<'m> BatchGenerator<'m> {
         let steps = run.ids.len().saturating_sub(1);
         let seconds = run.first_token_at.elapsed().as_secs_f64();
         let tokens_per_second = if steps == 0 || seconds <= 0.0 { 0.0 } else { steps as f64 / seconds };
-        outputs[run.index] = Some(BatchOutput {
+        outputs.push(BatchOutput {
             index: run.index,
             prompt_tokens: run.prompt_tokens,
             text: run.text,

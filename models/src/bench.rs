@@ -216,6 +216,69 @@ impl std::fmt::Display for BatchBenchReport {
 /// Runs `batch` sequences of random prompts together for `gen` tokens each (greedy, no stop but
 /// the token limit) and reports the decode steps' total throughput.
 pub fn run_batch(model: &mut Model, opts: &BenchOptions, batch: usize) -> Result<BatchBenchReport> {
+    run_batch_synced(model, opts, batch, None)
+}
+
+/// [`run_batch`], waiting on `start` (when given) after the warm-up, so that replicas on several
+/// GPUs measure over the same window. The barrier is waited on exactly once, error or not.
+pub fn run_batch_synced(
+    model: &mut Model,
+    opts: &BenchOptions,
+    batch: usize,
+    start: Option<&std::sync::Barrier>,
+) -> Result<BatchBenchReport> {
+    let warm = warm_batch(model, opts, batch);
+    if let Some(start) = start {
+        start.wait();
+    }
+    let (mut generator, prompts, options, setup) = warm?;
+    generator.clear_slots();
+    generator.generate_ids(prompts, &options)?;
+    let BatchSetup { prompt_len, gen, kv_row, layers, weight_bytes, bandwidth, model_name, gpu_name, dtype } = setup;
+    let stats = generator.stats.clone();
+    let step = stats.decode_time.as_secs_f64() / stats.decode_steps.max(1) as f64;
+    let mean_context = (prompt_len + gen / 2) as u64;
+    let bytes_per_step = weight_bytes + batch as u64 * 2 * layers * kv_row * mean_context;
+    Ok(BatchBenchReport {
+        model: model_name,
+        gpu: gpu_name,
+        dtype,
+        batch,
+        prompt_len,
+        gen,
+        prefill_s: stats.prefill_time.as_secs_f64(),
+        decode_steps: stats.decode_steps,
+        step_ms: step * 1e3,
+        decode_tok_s: stats.decode_tokens_per_second(),
+        per_sequence_tok_s: 1.0 / step,
+        weight_bytes,
+        bytes_per_step,
+        bandwidth_gbs: bandwidth / 1e9,
+        mbu: bytes_per_step as f64 / step / bandwidth,
+        kv_cache_bytes: generator.cache_bytes(),
+    })
+}
+
+/// What the batched benchmark knows before it measures.
+struct BatchSetup {
+    prompt_len: usize,
+    gen: usize,
+    kv_row: u64,
+    layers: u64,
+    weight_bytes: u64,
+    bandwidth: f64,
+    model_name: String,
+    gpu_name: String,
+    dtype: String,
+}
+
+/// The batched benchmark up to its measurement: random prompts, the generator, the warm-up runs.
+#[allow(clippy::type_complexity)]
+fn warm_batch<'m>(
+    model: &'m mut Model,
+    opts: &BenchOptions,
+    batch: usize,
+) -> Result<(crate::batch::BatchGenerator<'m>, Vec<Vec<u32>>, crate::GenerateOptions, BatchSetup)> {
     let vocab = model.config.vocab_size as u64;
     let gen = opts.gen.max(2);
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -239,6 +302,7 @@ pub fn run_batch(model: &mut Model, opts: &BenchOptions, batch: usize) -> Result
     let bandwidth = shaderlm_engine::bandwidth::copy_bandwidth(&model.gpu, 1 << 30, 20)?;
     let (model_name, gpu_name, dtype) = (model.path.display().to_string(), model.gpu.info().name.clone(), model.dtype_name());
 
+    let setup = BatchSetup { prompt_len, gen, kv_row, layers, weight_bytes, bandwidth, model_name, gpu_name, dtype };
     let mut generator = crate::batch::BatchGenerator::new(model, batch)?;
     generator.ids_only = true;
     let options = crate::GenerateOptions { max_tokens: gen, sampling: Sampling::GREEDY, stop: Vec::new() };
@@ -246,28 +310,5 @@ pub fn run_batch(model: &mut Model, opts: &BenchOptions, batch: usize) -> Result
         generator.clear_slots();
         generator.generate_ids(prompts.clone(), &options)?;
     }
-    generator.clear_slots();
-    generator.generate_ids(prompts, &options)?;
-    let stats = generator.stats.clone();
-    let step = stats.decode_time.as_secs_f64() / stats.decode_steps.max(1) as f64;
-    let mean_context = (prompt_len + gen / 2) as u64;
-    let bytes_per_step = weight_bytes + batch as u64 * 2 * layers * kv_row * mean_context;
-    Ok(BatchBenchReport {
-        model: model_name,
-        gpu: gpu_name,
-        dtype,
-        batch,
-        prompt_len,
-        gen,
-        prefill_s: stats.prefill_time.as_secs_f64(),
-        decode_steps: stats.decode_steps,
-        step_ms: step * 1e3,
-        decode_tok_s: stats.decode_tokens_per_second(),
-        per_sequence_tok_s: 1.0 / step,
-        weight_bytes,
-        bytes_per_step,
-        bandwidth_gbs: bandwidth / 1e9,
-        mbu: bytes_per_step as f64 / step / bandwidth,
-        kv_cache_bytes: generator.cache_bytes(),
-    })
+    Ok((generator, prompts, options, setup))
 }

@@ -5,7 +5,7 @@
 //! Read `forward` top to bottom: it is the whole network, one engine op per line.
 
 use shaderlm_engine::kernels::{
-    add, attention_decode, attention_prefill, embedding, matmul, matvec, rms_norm, rms_norm_matvec,
+    add, attention_decode, attention_prefill, embedding, matmul, matvec, matvec_batch, rms_norm, rms_norm_matvec,
     rms_norm_matvec_rope_kv_cache, rms_norm_matvec_swiglu, rope, rope_kv_cache, rope_kv_cache_batched, swiglu,
 };
 use rms_norm_matvec_rope_kv_cache::Heads;
@@ -215,10 +215,14 @@ fn norm_gate_up(gpu: &Gpu, x: &Tensor, g: &Tensor, w: &Tensor, out: &Tensor, xb:
 }
 
 /// `x += w . input` (a residual connection): for one row, the matvec (float or packed weight)
-/// adds into `x` itself; else the projection into `scratch`, then an add.
+/// adds into `x` itself, and so does the batched matvec for a few rows; else the projection into
+/// `scratch`, then an add.
 fn linear_residual(gpu: &Gpu, input: &Tensor, w: &Tensor, x: &Tensor, scratch: &Tensor) -> Result<Op> {
     if input.shape()[0] == 1 {
         return Ok(matvec::matvec_accumulate(gpu, w, input, x)?);
+    }
+    if matvec_batch::fits(gpu, input, w) {
+        return Ok(matvec_batch::matvec_batch_accumulate(gpu, input, w, x)?);
     }
     Ok(linear(gpu, input, w, scratch)?.then(add::add(gpu, x, scratch)?))
 }

@@ -33,12 +33,13 @@ enum Command {
         /// The text to continue.
         #[arg(long, required_unless_present = "prompts_file", conflicts_with = "prompts_file")]
         prompt: Option<String>,
-        /// One prompt per line (empty lines skipped). Writes one JSON line per prompt to stdout,
-        /// in input order: {"id" (its line, from 0), "prompt", "text", "tokens" (generated),
-        /// "ttft_ms" (from the start of the run), "tokens_per_s"}; a summary goes to stderr.
+        /// One prompt per line (blank lines skipped; a line starting with a double quote is a JSON
+        /// string, for prompts with newlines). Writes one JSON line per prompt to stdout, in
+        /// input order: {"id" (its line, from 0), "prompt", "text", "tokens"
+        /// (generated), "ttft_ms", "tokens_per_s"}; a summary goes to stderr.
         #[arg(long)]
         prompts_file: Option<PathBuf>,
-        /// Sequences decoded together (with --prompts-file).
+        /// Sequences decoded together on each GPU (with --prompts-file).
         #[arg(long, default_value_t = 8, requires = "prompts_file")]
         batch: usize,
         #[command(flatten)]
@@ -358,16 +359,24 @@ fn load_options(args: &ModelArgs) -> shaderlm::Result<LoadOptions> {
 }
 
 /// `generate --prompts-file`: every prompt through the replicas (one per GPU of --gpus, or one
-/// model, split or not), one JSON line per prompt on stdout, throughput on stderr.
-fn generate_file(args: &ModelArgs, file: &std::path::Path, options: &GenerateOptions) -> shaderlm::Result<()> {
-    let prompts = shaderlm::replicas::read_prompts(file)?;
+/// model), each decoding up to `batch` prompts together (a model split over GPUs: one at a time);
+/// one JSON line per prompt on stdout, in input order, throughput on stderr.
+fn generate_file(args: &ModelArgs, file: &std::path::Path, options: &GenerateOptions, batch: usize) -> shaderlm::Result<()> {
+    let lines = shaderlm::replicas::read_prompt_lines(file)?;
+    let prompts: Vec<String> = lines.iter().map(|(_, prompt)| prompt.clone()).collect();
+    if prompts.is_empty() {
+        return Err(shaderlm::Error::Input(format!("{} holds no prompts (one per line)", file.display())));
+    }
     let mut replicas = match args.replicated()? {
         Some(gpus) => load_replicas(args, &gpus)?,
         None => Replicas { models: vec![load(args)?] },
     };
-    let run = replicas.generate(&prompts, options)?;
+    let batch = if args.split_layers { 1 } else { batch.max(1) };
+    let mut run = replicas.generate(&prompts, options, batch)?;
     let mut out = std::io::stdout().lock();
-    for result in &run.results {
+    for result in &mut run.results {
+        // The id people see is the prompt's line in the file.
+        result.id = lines[result.id].0;
         let _ = writeln!(out, "{}", result.json_line());
     }
     eprintln!("{run}");
@@ -402,62 +411,11 @@ fn to_json(value: &impl serde::Serialize) -> shaderlm::Result<String> {
     serde_json::to_string(value).map_err(|e| shaderlm::Error::Input(e.to_string()))
 }
 
-/// `generate --prompts-file`: every prompt of the file through a `BatchGenerator` of `batch`
-/// slots; one JSON line per prompt on stdout, in input order, and a summary on stderr.
-fn generate_batch(args: &ModelArgs, file: &std::path::Path, batch: usize, sampling: &SamplingArgs) -> shaderlm::Result<()> {
-    let text = std::fs::read_to_string(file).map_err(|source| shaderlm::Error::Io { path: file.to_path_buf(), source })?;
-    // (line number, prompt) of each non-empty line.
-    let lines: Vec<(usize, String)> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .enumerate()
-        .filter(|(_, l)| !l.is_empty())
-        .map(|(i, l)| (i, l.to_string()))
-        .collect();
-    if lines.is_empty() {
-        return Err(shaderlm::Error::Input(format!("{} holds no prompts (one per line)", file.display())));
-    }
-    let mut model = load(args)?;
-    let prompts: Vec<String> = lines.iter().map(|(_, p)| p.clone()).collect();
-    let mut generator = shaderlm::batch::BatchGenerator::new(&mut model, batch)?;
-    let outputs = generator.generate(&prompts, &sampling.options())?;
-    let mut out = std::io::stdout().lock();
-    for (o, (line, prompt)) in outputs.iter().zip(&lines) {
-        let json = serde_json::json!({
-            "id": line,
-            "prompt": prompt,
-            "text": o.text,
-            "tokens": o.ids.len(),
-            "ttft_ms": o.time_to_first_token.as_secs_f64() * 1e3,
-            "tokens_per_s": o.tokens_per_second,
-        });
-        let _ = writeln!(out, "{json}");
-    }
-    let s = &generator.stats;
-    eprintln!(
-        "[{} prompts, batch {}: {} tokens generated in {:.2} s, {:.1} tokens/s in total ({:.1} tokens/s in {} decode steps, prefill {:.2} s)]",
-        s.prompts,
-        generator.slots(),
-        s.generated_tokens,
-        s.total_time.as_secs_f64(),
-        s.tokens_per_second(),
-        s.decode_tokens_per_second(),
-        s.decode_steps,
-        s.prefill_time.as_secs_f64()
-    );
-    Ok(())
-}
-
 fn run(cli: Cli) -> shaderlm::Result<()> {
     match cli.command {
         Command::Generate { model, prompt, prompts_file, batch, sampling } => {
             if let Some(file) = prompts_file {
-                // Several GPUs (replicas or a split model) serve the file prompt by prompt; one
-                // GPU decodes it in batches.
-                if model.replicated()?.is_some() || model.split_layers {
-                    return generate_file(&model, &file, &sampling.options());
-                }
-                return generate_batch(&model, &file, batch, &sampling);
+                return generate_file(&model, &file, &sampling.options(), batch);
             }
             let mut model = load(&model)?;
             let generation = model.generate(prompt.as_deref().unwrap_or_default(), &sampling.options())?;
@@ -500,7 +458,7 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
             let args = ModelArgs { ctx, ..model };
             let options = shaderlm::bench::BenchOptions { prompt_len, gen, warmup };
             if let Some(gpus) = args.replicated()? {
-                return bench_replicas(&args, &gpus, &options, json);
+                return bench_replicas(&args, &gpus, &options, batch, json);
             }
             let mut model = load(&args)?;
             if let Some(batch) = batch {
@@ -614,8 +572,23 @@ fn run(cli: Cli) -> shaderlm::Result<()> {
 
 /// `bench --gpus` with several GPUs: the benchmark on one replica per GPU at once; decode
 /// tokens/s per GPU and their sum.
-fn bench_replicas(args: &ModelArgs, gpus: &[usize], options: &shaderlm::bench::BenchOptions, json: bool) -> shaderlm::Result<()> {
+/// With --batch B, each replica decodes B sequences together.
+fn bench_replicas(
+    args: &ModelArgs,
+    gpus: &[usize],
+    options: &shaderlm::bench::BenchOptions,
+    batch: Option<usize>,
+    json: bool,
+) -> shaderlm::Result<()> {
     let mut replicas = load_replicas(args, gpus)?;
+    if let Some(batch) = batch {
+        let report = replicas.bench_batch(options, batch)?;
+        print!("{report}");
+        if json {
+            println!("{}", to_json(&report)?);
+        }
+        return Ok(());
+    }
     let report = replicas.bench(options)?;
     print!("{report}");
     if json {

@@ -18,8 +18,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Results come back in input order whatever replica ran them. Each replica runs one prompt at a
-//! time for now ([`serve`]); a batched generator plugs in there.
+//! Results come back in input order whatever replica ran them. With a batch of B, each replica
+//! decodes up to B prompts together (a [`BatchGenerator`] pulling from the shared queue as its
+//! slots free up); with 1, one prompt at a time through `Model::generate`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
@@ -27,7 +28,8 @@ use std::time::Instant;
 
 use shaderlm_engine::GpuOptions;
 
-use crate::bench::{BenchOptions, BenchReport};
+use crate::batch::{BatchGenerator, BatchOutput};
+use crate::bench::{BatchBenchReport, BenchOptions, BenchReport};
 use crate::generate::GenerateOptions;
 use crate::model::{LoadOptions, Model};
 use crate::{Error, Result};
@@ -147,13 +149,19 @@ impl<'a> PromptQueue<'a> {
     }
 }
 
-/// One replica's work: takes prompts from the queue until it is empty and generates each,
-/// one at a time.
-///
-/// This is the seam for batched generation: a batched generator takes up to B prompts at a time
-/// (`queue.take(b)`), runs them together on `model` and returns one `PromptResult` per prompt,
-/// with the same fields; nothing else here changes.
-pub fn serve(model: &mut Model, replica: usize, queue: &PromptQueue<'_>, options: &GenerateOptions) -> Result<Vec<PromptResult>> {
+/// One replica's work: takes prompts from the queue until it is empty and generates them,
+/// `batch` at a time on `model` (continuous batching: a finished sequence's slot takes the next
+/// prompt), or one by one through `Model::generate` when `batch` is 1.
+pub fn serve(
+    model: &mut Model,
+    replica: usize,
+    queue: &PromptQueue<'_>,
+    options: &GenerateOptions,
+    batch: usize,
+) -> Result<Vec<PromptResult>> {
+    if batch > 1 {
+        return serve_batched(model, replica, queue, options, batch);
+    }
     let mut results = Vec::new();
     while let Some(&(id, prompt)) = queue.take(1).first() {
         let mut generation = model.generate(prompt, options)?;
@@ -173,6 +181,36 @@ pub fn serve(model: &mut Model, replica: usize, queue: &PromptQueue<'_>, options
         });
     }
     Ok(results)
+}
+
+/// [`serve`] through a [`BatchGenerator`] of `batch` slots that pulls prompts from the queue.
+fn serve_batched(
+    model: &mut Model,
+    replica: usize,
+    queue: &PromptQueue<'_>,
+    options: &GenerateOptions,
+    batch: usize,
+) -> Result<Vec<PromptResult>> {
+    if !model.has_tokenizer {
+        return Err(Error::Input("this model has no tokenizer to encode the prompts".into()));
+    }
+    let tokenizer = model.tokenizer.clone();
+    let mut generator = BatchGenerator::new(model, batch)?;
+    let mut next = || -> Result<Option<(usize, Vec<u32>)>> {
+        let Some(&(id, prompt)) = queue.take(1).first() else { return Ok(None) };
+        Ok(Some((id, tokenizer.encode(prompt, true)?)))
+    };
+    let outputs = generator.generate_from(&mut next, options)?;
+    let result = |o: BatchOutput| PromptResult {
+        id: o.index,
+        prompt: queue.prompts[o.index].clone(),
+        tokens: o.ids.len(),
+        text: o.text,
+        ttft_ms: o.time_to_first_token.as_secs_f64() * 1e3,
+        tokens_per_s: o.tokens_per_second,
+        replica,
+    };
+    Ok(outputs.into_iter().map(result).collect())
 }
 
 impl Replicas {
@@ -203,8 +241,9 @@ impl Replicas {
         Ok(Replicas { models })
     }
 
-    /// Generates a continuation of every prompt, spread over the replicas; results in input order.
-    pub fn generate(&mut self, prompts: &[String], options: &GenerateOptions) -> Result<ReplicaRun> {
+    /// Generates a continuation of every prompt, spread over the replicas, each decoding up to
+    /// `batch` prompts together ([`serve`]); results in input order.
+    pub fn generate(&mut self, prompts: &[String], options: &GenerateOptions, batch: usize) -> Result<ReplicaRun> {
         let queue = PromptQueue::new(prompts);
         let started = Instant::now();
         let per_replica = std::thread::scope(|scope| {
@@ -215,7 +254,7 @@ impl Replicas {
                 .enumerate()
                 .map(|(i, model)| {
                     scope.spawn(move || {
-                        let results = serve(model, i, queue, options);
+                        let results = serve(model, i, queue, options, batch);
                         if results.is_err() {
                             queue.failed.store(true, Ordering::Relaxed);
                         }
@@ -258,6 +297,18 @@ impl Replicas {
         let alone = replicas.iter().map(|r| r.decode_tok_s).sum::<f64>() / replicas.len() as f64;
         let speedup = if alone > 0.0 { decode_tok_s_total / alone } else { 0.0 };
         Ok(DataParallelReport { replicas, gen: options.gen, seconds, per_replica_tok_s, decode_tok_s_total, speedup })
+    }
+
+    /// The benchmark for data parallelism with batching: first `bench::run_batch` of `batch`
+    /// sequences on the first replica alone (the one-GPU figure), then on every replica at once,
+    /// measured over the same window after each one's warm-up: decode tokens/s of each, in total,
+    /// and the total over the one-GPU figure.
+    pub fn bench_batch(&mut self, options: &BenchOptions, batch: usize) -> Result<DataParallelBatchReport> {
+        let alone = crate::bench::run_batch(&mut self.models[0], options, batch)?;
+        let together = self.each_at_once(|model, start| crate::bench::run_batch_synced(model, options, batch, Some(start)))?;
+        let decode_tok_s_total = together.iter().map(|r| r.decode_tok_s).sum::<f64>();
+        let speedup = if alone.decode_tok_s > 0.0 { decode_tok_s_total / alone.decode_tok_s } else { 0.0 };
+        Ok(DataParallelBatchReport { alone, together, decode_tok_s_total, speedup })
     }
 
     /// Runs `work` on every replica, one thread each; `work` gets a barrier that every thread
@@ -306,6 +357,38 @@ impl std::fmt::Display for DataParallelReport {
     }
 }
 
+/// Batched decode on one GPU, then on every replica at once ([`Replicas::bench_batch`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DataParallelBatchReport {
+    /// The first replica alone.
+    pub alone: BatchBenchReport,
+    /// Every replica, all decoding at once.
+    pub together: Vec<BatchBenchReport>,
+    /// Sum of the replicas' decode tokens/s while all ran.
+    pub decode_tok_s_total: f64,
+    /// `decode_tok_s_total` over one replica's alone.
+    pub speedup: f64,
+}
+
+impl std::fmt::Display for DataParallelBatchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "one GPU alone\n{}", self.alone)?;
+        writeln!(f, "{:<8} {:<40} {:>12} {:>16}", "replica", "gpu", "step ms", "decode tok/s")?;
+        for (i, r) in self.together.iter().enumerate() {
+            writeln!(f, "{:<8} {:<40} {:>12.3} {:>16.1}", i, r.gpu, r.step_ms, r.decode_tok_s)?;
+        }
+        writeln!(
+            f,
+            "data parallel, {} replicas at batch {} each: {:.1} tokens/s in total, {:.2}x one GPU alone ({:.1})",
+            self.together.len(),
+            self.alone.batch,
+            self.decode_tok_s_total,
+            self.speedup,
+            self.alone.decode_tok_s
+        )
+    }
+}
+
 /// Prefills the benchmark's prompt, waits for every replica, then decodes `gen` tokens; returns
 /// the decode window.
 fn decode_together(model: &mut Model, options: &BenchOptions, start: &Barrier) -> Result<(Instant, Instant)> {
@@ -333,14 +416,23 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
 /// Prompts from a file, one per line; blank lines are skipped. A line may hold a JSON string
 /// (starting with a double quote) to give a prompt with newlines or other escapes.
 pub fn read_prompts(path: &std::path::Path) -> Result<Vec<String>> {
+    Ok(read_prompt_lines(path)?.into_iter().map(|(_, prompt)| prompt).collect())
+}
+
+/// [`read_prompts`] with each prompt's line number (from 0).
+pub fn read_prompt_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
+        .map(|line| line.trim_end_matches('\r'))
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(number, line)| {
             if line.starts_with('"') {
-                serde_json::from_str::<String>(line).map_err(|e| Error::Input(format!("{}: {line}: {e}", path.display())))
+                let prompt = serde_json::from_str::<String>(line)
+                    .map_err(|e| Error::Input(format!("{}:{}: {line}: {e}", path.display(), number + 1)))?;
+                Ok((number, prompt))
             } else {
-                Ok(line.to_string())
+                Ok((number, line.to_string()))
             }
         })
         .collect()

@@ -18,6 +18,7 @@ mod embedding;
 mod matmul;
 mod matmul_coop;
 mod matvec;
+mod matvec_batch;
 mod quant;
 mod rms_norm;
 mod rms_norm_matvec;

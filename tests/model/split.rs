@@ -95,14 +95,20 @@ fn replicas_on_two_devices_return_every_prompt_in_order_with_one_gpu_text() {
 
     let mut replicas = Replicas::load(stories(), &self::options(Vec::new()), &[0, 0]).unwrap();
     assert_eq!(replicas.models.len(), 2);
-    let run = replicas.generate(&prompts, &options).unwrap();
-    assert_eq!(run.results.iter().map(|r| r.id).collect::<Vec<_>>(), (0..prompts.len()).collect::<Vec<_>>());
-    for (r, text) in run.results.iter().zip(&want) {
-        assert_eq!((&r.prompt, &r.text), (&prompts[r.id], text), "prompt {}", r.id);
-        assert!(r.tokens > 0 && r.ttft_ms > 0.0);
+    // One prompt at a time per replica, then batches of 2 pulled from the shared queue.
+    let mut runs = Vec::new();
+    for batch in [1, 2] {
+        let run = replicas.generate(&prompts, &options, batch).unwrap();
+        assert_eq!(run.results.iter().map(|r| r.id).collect::<Vec<_>>(), (0..prompts.len()).collect::<Vec<_>>());
+        for (r, text) in run.results.iter().zip(&want) {
+            assert_eq!((&r.prompt, &r.text), (&prompts[r.id], text), "prompt {} at batch {batch}", r.id);
+            assert!(r.tokens > 0 && r.ttft_ms > 0.0);
+        }
+        assert_eq!(run.per_replica.iter().map(|s| s.prompts).sum::<usize>(), prompts.len());
+        assert_eq!(run.tokens, run.results.iter().map(|r| r.tokens).sum::<usize>());
+        runs.push(run);
     }
-    assert_eq!(run.per_replica.iter().map(|s| s.prompts).sum::<usize>(), prompts.len());
-    assert_eq!(run.tokens, run.results.iter().map(|r| r.tokens).sum::<usize>());
+    let run = &runs[0];
 
     let line: serde_json::Value = serde_json::from_str(&run.results[1].json_line()).unwrap();
     let keys: Vec<&str> = line.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -138,6 +144,8 @@ fn a_prompts_file_has_one_prompt_per_line_or_a_json_string() {
     std::fs::write(&path, "Once upon a time\n\n  \n\"two\\nlines\"\nThe cat\r\n").unwrap();
     let prompts = shaderlm::replicas::read_prompts(&path).unwrap();
     assert_eq!(prompts, ["Once upon a time", "two\nlines", "The cat"]);
+    let numbered = shaderlm::replicas::read_prompt_lines(&path).unwrap();
+    assert_eq!(numbered.iter().map(|(line, _)| *line).collect::<Vec<_>>(), [0, 3, 4]);
     std::fs::write(&path, "\"unterminated\n").unwrap();
     assert!(matches!(shaderlm::replicas::read_prompts(&path), Err(Error::Input(_))));
     std::fs::remove_file(&path).unwrap();

@@ -8,6 +8,9 @@
 //! W tile dequantized a quant word at a time while it is staged. 2:4 sparse weights (S24F16,
 //! S24Q4) take `matmul_s24`: the W tile unpacked a group of four at a time.
 //!
+//! A few rows of x (up to `matvec_batch::SMALL_M`) with a float weight take `matvec_batch`,
+//! which spreads the weight's rows over the GPU as a matvec does (the tiles here would be too few).
+//!
 //! F16 weights take `matmul_coop` (tensor cores) where the adapter has cooperative matrices
 //! with a 16x16x16 f16 x f16 -> f32 configuration and one subgroup size, and `k % 4 == 0`;
 //! if its pipeline cannot be built there, `matmul` falls back to the tiled kernel.
@@ -74,9 +77,13 @@ const _: () = assert!(std::mem::size_of::<Params>() == 32);
 
 /// `y[m, n] = sum_k x[m, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32, F16, Q8, Q4,
 /// Q4G128, S24F16 or S24Q4; `y`: `[M, N]` F32, a buffer distinct from `x` and `w`. Any sizes,
-/// `M == 1` included (packed weights have `K` a multiple of their group). F16 weights run on the
-/// tensor cores where [`coop_available`] says so (x is then rounded to f16).
+/// `M == 1` included (packed weights have `K` a multiple of their group). Float weights with at
+/// most `matvec_batch::SMALL_M` rows of x take `matvec_batch` (a batched decode step); other F16
+/// weights run on the tensor cores where [`coop_available`] says so (x is then rounded to f16).
 pub fn matmul(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
+    if super::matvec_batch::fits(gpu, x, w) {
+        return super::matvec_batch::matvec_batch(gpu, x, w, y);
+    }
     let k = x.shape().last().copied().unwrap_or(0);
     if w.dtype() == DType::F16 && k.is_multiple_of(4) && coop_available(gpu) {
         // A pipeline the adapter cannot build (or a naga panic writing it) falls back to the

@@ -26,6 +26,7 @@ pub mod copy_rows;
 pub mod embedding;
 pub mod matmul;
 pub mod matvec;
+pub mod matvec_batch;
 pub mod quantize;
 pub mod rms_norm;
 pub mod rms_norm_matvec;
@@ -130,8 +131,9 @@ pub(crate) enum Bind<'a> {
     Uniform(&'a wgpu::Buffer),
 }
 
-/// Builds one dispatch of `shader` over `groups` workgroups (folded into 2D past the
-/// per-dimension limit: shaders compute the flat group id with `flat_group_id`).
+/// Builds one dispatch of `shader` over `groups` workgroups (a first dimension past the
+/// per-dimension limit is folded into the second, which must be 1: shaders compute the flat group
+/// id with `flat_group_id`).
 pub(crate) fn dispatch(
     gpu: &Gpu,
     op: &'static str,
@@ -173,14 +175,15 @@ pub(crate) fn dispatch(
     }
     let max = gpu.info().max_workgroups_per_dimension;
     let [x, y, z] = groups;
-    if y != 1 || z != 1 || x <= max {
+    if y != 1 || x <= max {
         if x > max || y > max || z > max {
             return Err(Error::TooLarge { what: format!("{op}: workgroup grid {groups:?}"), bytes: 0, limit: max as u64 });
         }
         return Ok(Dispatch { label: shader.name.to_string(), pipeline, bind_group, workgroups: groups, bytes });
     }
+    // The third dimension (a kernel's batch index, say) stays as it is.
     let rows = x.div_ceil(max);
-    let workgroups = [x.div_ceil(rows), rows, 1];
+    let workgroups = [x.div_ceil(rows), rows, z];
     Ok(Dispatch { label: shader.name.to_string(), pipeline, bind_group, workgroups, bytes })
 }
 
