@@ -8,11 +8,18 @@
 //! cargo run --release --example engine_bench -- --coop --sweep   # ... and coop tile shapes
 //! cargo run --release --example engine_bench -- --quant-sweep   # packed matvec paths and shapes
 //! cargo run --release --example engine_bench -- --batch-sweep   # a few rows of x: matvec_batch vs matmul
+//! cargo run --release --example engine_bench -- --s24-sweep   # 2:4 sparse matvec paths and shapes
 //! ```
 //!
 //! `--batch-sweep` prints, for F16 weights at the Llama-2-7B and TinyLlama shapes and
 //! M = 1..64 rows of x (a batched decode step), the time per call of `matvec_batch` under a few
 //! workgroup shapes beside the tensor-core and tiled matmuls, and the weight's GB/s.
+//!
+//! `--s24-sweep` prints only the copy bandwidth and, at 4096x4096, 11008x4096, 4096x11008 and
+//! 576x1536, the default f16 and q4 matvecs beside S24F16 and S24Q4 on every path (`Float`;
+//! `Dot4` for S24Q4) and workgroup shape (32-256 threads x 1-16 rows): µs per call, GB/s of the
+//! bytes stored, and the speed-up over the dense twin (f16 for S24F16, q4 for S24Q4); then per
+//! shape the best of each, to set `QuantMatvecConfig::for_sparse`.
 //!
 //! `--quant-sweep` prints only the copy bandwidth and, for Q8, Q4 and Q4G128 weights at the
 //! Llama-2-7B shapes (4096x4096, 11008x4096, 4096x11008) and SmolLM2-135M's (576x576, 1536x576,
@@ -81,7 +88,8 @@ fn main() -> Result<()> {
     let coop = args.iter().any(|a| a == "--coop");
     let quant_sweep = args.iter().any(|a| a == "--quant-sweep");
     let batch_sweep = args.iter().any(|a| a == "--batch-sweep");
-    let known = ["--quick", "--sweep", "--coop", "--quant-sweep", "--batch-sweep"];
+    let s24_sweep = args.iter().any(|a| a == "--s24-sweep");
+    let known = ["--quick", "--sweep", "--coop", "--quant-sweep", "--batch-sweep", "--s24-sweep"];
     if let Some(a) = args.iter().find(|a| !known.contains(&a.as_str())) {
         eprintln!("unknown argument {a:?}; usage: engine_bench [{}]", known.join("] ["));
         std::process::exit(2);
@@ -133,6 +141,9 @@ fn main() -> Result<()> {
     println!("  read only     {:>8.1} GB/s   (bytes copied / time; the matvec comparison below)", copy_read);
     if quant_sweep {
         return quant_sweep_table(&gpu, shapes, copy_read);
+    }
+    if s24_sweep {
+        return s24_sweep_table(&gpu, shapes, copy_read);
     }
 
     // 2. Matvec.
@@ -420,6 +431,112 @@ fn quant_sweep_table(gpu: &Gpu, shapes: &Shapes, copy_read: f64) -> Result<()> {
     Ok(())
 }
 
+/// Shapes (N x K) of the 2:4 sweep: Llama-2-7B's projections and SmolLM2-135M's down projection.
+const S24_SHAPES: [(usize, usize); 4] = [(4096, 4096), (11008, 4096), (4096, 11008), (576, 1536)];
+const S24_SHAPES_QUICK: [(usize, usize); 4] = [(512, 512), (1408, 512), (512, 1408), (576, 1536)];
+
+/// `--s24-sweep`: per shape, the default f16 and q4 matvecs, then S24F16 and S24Q4 in their
+/// default (`QuantMatvecConfig::for_weight`, marked `*`) and the five fastest workgroup shapes of
+/// each path; then a summary of the best per dtype and path.
+fn s24_sweep_table(gpu: &Gpu, shapes: &Shapes, copy_read: f64) -> Result<()> {
+    let quick = shapes.rotate_bytes == 0;
+    let runs = shapes.timed_runs.min(100);
+    println!();
+    println!("2:4 sparse matvec: bytes = weight as stored + x + y; x dense = the dense twin's time / this time");
+    println!("(twin: the default f16 matvec for s24f16, the default q4 matvec for s24q4)");
+    println!(
+        "{:>13} {:>7} {:>6} {:>7} {:>5} {:>9} {:>9} {:>8} {:>8}",
+        "N x K", "w", "path", "threads", "rows", "us", "GB/s", "of copy", "x dense"
+    );
+    let mut summary = Vec::new();
+    for &(n, k) in if quick { &S24_SHAPES_QUICK } else { &S24_SHAPES } {
+        let line = |w: &str, path: &str, threads: u32, rows: u32, us: f64, bytes: u64, twin_us: f64| {
+            let gbs = bytes as f64 / us / 1e3;
+            println!(
+                "{:>13} {:>7} {:>6} {:>7} {:>5} {:>9.2} {:>9.1} {:>7.1}% {:>7.2}x",
+                format!("{n} x {k}"),
+                w,
+                path,
+                threads,
+                rows,
+                us,
+                gbs,
+                100.0 * gbs / copy_read,
+                twin_us / us
+            );
+        };
+        // The dense twins, each in its default.
+        let f16 = MatvecBench::new(gpu, n, k, DType::F16, shapes.rotate_bytes)?;
+        let f16_config = MatvecConfig::for_weight(gpu, &f16.weights[0]);
+        let f16_us = f16.time(gpu, f16_config, runs)?.seconds() * 1e6;
+        line("f16", "-*", f16_config.workgroup_size, f16_config.rows_per_workgroup, f16_us, f16.bytes, f16_us);
+        drop(f16);
+        let q4 = MatvecBench::new(gpu, n, k, DType::Q4, shapes.rotate_bytes)?;
+        let q4_config = QuantMatvecConfig::for_weight(gpu, &q4.weights[0]);
+        let q4_us = q4.time_quant(gpu, q4_config, runs)?.seconds() * 1e6;
+        let (threads, rows) = (q4_config.workgroup_size, q4_config.rows_per_workgroup);
+        line("q4", &format!("{:?}*", q4_config.path), threads, rows, q4_us, q4.bytes, q4_us);
+        drop(q4);
+
+        for (dtype, twin_us) in [(DType::S24F16, f16_us), (DType::S24Q4, q4_us)] {
+            if dtype.group().is_some_and(|g| k % g != 0) {
+                continue;
+            }
+            let bench = MatvecBench::new(gpu, n, k, dtype, shapes.rotate_bytes)?;
+            let default = QuantMatvecConfig::for_weight(gpu, &bench.weights[0]);
+            let default_us = bench.time_quant(gpu, default, runs)?.seconds() * 1e6;
+            let (threads, rows) = (default.workgroup_size, default.rows_per_workgroup);
+            let name = dtype.to_string();
+            line(&name, &format!("{:?}*", default.path), threads, rows, default_us, bench.bytes, twin_us);
+            let paths: &[QuantPath] = if dtype == DType::S24Q4 && gpu.info().features.subgroups {
+                &[QuantPath::Float, QuantPath::Dot4]
+            } else {
+                &[QuantPath::Float]
+            };
+            for &path in paths {
+                let mut results = Vec::new();
+                for workgroup_size in [32, 64, 128, 256] {
+                    for rows_per_workgroup in [1, 2, 4, 8, 16] {
+                        let config = QuantMatvecConfig { workgroup_size, rows_per_workgroup, path };
+                        // Shapes the device refuses are skipped.
+                        if let Ok(t) = bench.time_quant(gpu, config, runs) {
+                            results.push((t.seconds() * 1e6, config));
+                        }
+                    }
+                }
+                results.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for (us, c) in results.iter().take(5) {
+                    let path = format!("{:?}", c.path);
+                    line(&name, &path, c.workgroup_size, c.rows_per_workgroup, *us, bench.bytes, twin_us);
+                }
+                if let Some(&(us, c)) = results.first() {
+                    summary.push(format!(
+                        "  {:>13} {:>7} best {:?}: {} threads x {} rows, {:.2} us = {:.2}x its dense twin \
+                         (default {:?} {}x{}: {:.2} us = {:.2}x)",
+                        format!("{n} x {k}"),
+                        name,
+                        path,
+                        c.workgroup_size,
+                        c.rows_per_workgroup,
+                        us,
+                        twin_us / us,
+                        default.path,
+                        default.workgroup_size,
+                        default.rows_per_workgroup,
+                        default_us,
+                        twin_us / default_us
+                    ));
+                }
+            }
+        }
+    }
+    println!();
+    println!("summary (* above marks the defaults: MatvecConfig / QuantMatvecConfig::for_weight):");
+    for s in summary {
+        println!("{s}");
+    }
+    Ok(())
+}
 
 /// The weight dtypes measured (each 2:4 sparse one after its dense twin).
 const WEIGHT_DTYPES: [DType; 7] =

@@ -9,7 +9,10 @@
 // Bandwidth-bound: each thread streams 16-byte value words (S24F16: 16 elements' kept values;
 // S24Q4: a block of 64 elements' quants) and their meta words; neighbouring threads take
 // neighbouring value words (coalesced). The x values of a word are loaded once for all ROWS
-// rows; each kept value picks its x by its 2-bit position.
+// rows (up to 16, so x traffic per weight byte falls with ROWS), every row's value and meta
+// words are loaded before any is used (ROWS 16-byte loads in flight), and each kept value picks
+// its x by its 2-bit position with two bit tests and two selects (the lower slot's position is
+// 0..2, the upper one's 1..3). S24Q4 turns a nibble into an f32 with an OR and a subtraction.
 //
 // Bindings (engine/src/dtype.rs: the 2:4 sparse layouts):
 //   0  values: array<vec4<u32>>  [rows, row_words] this dispatch's row chunk; word c (flat
@@ -28,13 +31,14 @@
 //        y[row_offset .. row_offset + rows]
 //   4  params: Params
 // Workgroup: WORKGROUP_SIZE threads (override, a power of two) own ROWS consecutive rows
-// (override, <= MAX_ROWS). Thread t reads value words t, t + WORKGROUP_SIZE, ... of all ROWS
+// (override, <= MAX_ROWS = 16). Thread t reads value words t, t + WORKGROUP_SIZE, ... of all ROWS
 // rows, keeping one partial sum per row. The reduction: a tree in workgroup memory folds all rows'
 // partials, then thread r writes row r.
 // S24Q4 (override): the format, false for S24F16.
 // Grid: ceil(rows / ROWS) workgroups, folded 2-D when large (flat_group_id).
-// Requires: k % 32 (S24F16) or k % 64 (S24Q4) == 0 (the dtype guarantees it); 16-byte aligned
-// x. Fuses the unpacking (and for S24Q4 the dequantization); with ACCUMULATE, the residual add.
+// Requires: k % 32 (S24F16) or k % 64 (S24Q4) == 0 (the dtype guarantees it), and the two kept
+// positions of a group ascending (dtype.rs checks it); 16-byte aligned x. Fuses the unpacking
+// (and for S24Q4 the dequantization); with ACCUMULATE, the residual add.
 // Reference: dtype::dequantize, then reference::matvec::matvec.
 
 struct Params {
@@ -56,57 +60,65 @@ override S24Q4: bool = false;
 // The epilogue: y = W x, or with ACCUMULATE y += W x (a residual connection added in place).
 override ACCUMULATE: bool = false;
 
-// Per-thread accumulators: a function-scope array of constant size; ROWS may not exceed it.
-const MAX_ROWS: u32 = 8u;
+// Per-thread arrays of constant size; ROWS may not exceed it (kernels::matvec::MAX_S24_ROWS).
+const MAX_ROWS: u32 = 16u;
 
 // Every thread's partial sum for every row: [ROWS][WORKGROUP_SIZE].
 var<workgroup> partials: array<f32, ROWS * WORKGROUP_SIZE>;
 
-// Element i of xg, where i is the 2-bit position at bits shift, shift + 1 of `positions`: two
-// bit tests and three selects (with the loops unrolled, `shift` is a constant), which stay in
-// registers where a dynamically indexed vector might not.
-fn x_at(xg: vec4<f32>, positions: u32, shift: u32) -> f32 {
-    let odd = (positions & (1u << shift)) != 0u;
-    let high = (positions & (2u << shift)) != 0u;
-    return select(select(xg.x, xg.y, odd), select(xg.z, xg.w, odd), high);
+// The x of a group's lower kept slot (position 0, 1 or 2: bits 0, 1 of `pair`) and of its upper
+// one (1, 2 or 3: bits 2, 3). The lower position is below the upper one (dtype.rs), so each is
+// one of three: two bit tests and two selects, in registers (a dynamically indexed vector
+// might not stay there).
+fn x_lower(xg: vec4<f32>, pair: u32) -> f32 {
+    return select(select(xg.x, xg.y, (pair & 1u) != 0u), xg.z, (pair & 2u) != 0u);
+}
+fn x_upper(xg: vec4<f32>, pair: u32) -> f32 {
+    return select(xg.y, select(xg.z, xg.w, (pair & 4u) != 0u), (pair & 8u) != 0u);
+}
+
+// A 4-bit quant (0..15) as an f32 without an int-to-float conversion: the bits 0x4b000000 | q
+// are the float 2^23 + q exactly.
+fn nibble_f32(q: u32) -> f32 {
+    return bitcast<f32>(0x4b000000u | (q & 15u)) - 8388608.0;
 }
 
 // One row's share of an S24F16 value word: 4 groups, their kept values in `word`, their
-// positions in the low 16 bits of `positions`, their x in xs[0..4].
+// positions in the low 16 bits of `positions` (group g at bits 4g), their x in xs[0..4].
 fn word_dot_f16(word: vec4<u32>, positions: u32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
     var sum = 0.0;
     for (var g = 0u; g < 4u; g++) {
         let kept = unpack2x16float(word[g]);
+        let pair = positions >> (4u * g);
         let xg = (*xs)[g];
-        sum += kept.x * x_at(xg, positions, 4u * g) + kept.y * x_at(xg, positions, 4u * g + 2u);
+        sum += kept.x * x_lower(xg, pair) + kept.y * x_upper(xg, pair);
     }
     return sum;
 }
 
 // One row's share of an S24Q4 block: (sum_kept q x[pos], sum_kept x[pos]) over its 16 groups;
-// u32 c of the quants holds groups 4c .. 4c + 4, whose positions are bits 16 * (c % 2) .. of
-// position word c / 2.
+// u32 c of the quants holds groups 4c .. 4c + 4 (the lower slot's q in the low nibble of each
+// byte), whose positions are bits 16 * (c % 2) .. of position word c / 2.
 fn block_dot_q4(quants: vec4<u32>, pos_lo: u32, pos_hi: u32,
                 xs: ptr<function, array<vec4<f32>, 16>>) -> vec2<f32> {
     var q_x = 0.0;
     var x_sum = 0.0;
     for (var g = 0u; g < 16u; g++) {
         let q = quants[g / 4u] >> (8u * (g % 4u));
-        let positions = select(pos_hi, pos_lo, g < 8u);
+        let pair = select(pos_hi, pos_lo, g < 8u) >> (4u * (g % 8u));
         let xg = (*xs)[g];
-        let xa = x_at(xg, positions, 4u * (g % 8u));
-        let xb = x_at(xg, positions, 4u * (g % 8u) + 2u);
-        q_x += f32(q & 15u) * xa + f32((q >> 4u) & 15u) * xb;
+        let xa = x_lower(xg, pair);
+        let xb = x_upper(xg, pair);
+        q_x += nibble_f32(q) * xa + nibble_f32(q >> 4u) * xb;
         x_sum += xa + xb;
     }
     return vec2<f32>(q_x, x_sum);
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let row0 = flat_group_id(wid, nwg) * ROWS;
+// Thread t's partial sums of the workgroup's ROWS rows: value words t, t + WORKGROUP_SIZE, ...
+// For each word the x values are loaded once for all rows, then every row's value word and meta
+// words are loaded before any is used (ROWS independent 16-byte loads in flight).
+fn partial_sums(row0: u32, lid: u32) -> array<f32, MAX_ROWS> {
     // x vec4s per value word: 4 (S24F16) or 16 (S24Q4).
     let x_words = select(4u, 16u, S24Q4);
     // A workgroup past the last row re-reads the last row and does not store those sums.
@@ -116,19 +128,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var i = 0u; i < x_words; i++) {
             xs[i] = x[x_words * c + i];
         }
+        var words: array<vec4<u32>, MAX_ROWS>;
+        var metas: array<vec3<u32>, MAX_ROWS>;
         for (var r = 0u; r < ROWS; r++) {
             let word = min(row0 + r, params.rows - 1u) * params.row_words + c;
+            words[r] = values[word];
             if (S24Q4) {
-                let positions = vec2<u32>(meta_words[3u * word], meta_words[3u * word + 1u]);
-                let sums = block_dot_q4(values[word], positions.x, positions.y, &xs);
-                let scale_min = unpack2x16float(meta_words[3u * word + 2u]);
+                metas[r] = vec3<u32>(meta_words[3u * word], meta_words[3u * word + 1u], meta_words[3u * word + 2u]);
+            } else {
+                metas[r].x = meta_words[word / 2u] >> (16u * (word % 2u));
+            }
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            if (S24Q4) {
+                let sums = block_dot_q4(words[r], metas[r].x, metas[r].y, &xs);
+                let scale_min = unpack2x16float(metas[r].z);
                 acc[r] += scale_min.x * sums.x + scale_min.y * sums.y;
             } else {
-                let positions = meta_words[word / 2u] >> (16u * (word % 2u));
-                acc[r] += word_dot_f16(values[word], positions, &xs);
+                acc[r] += word_dot_f16(words[r], metas[r].x, &xs);
             }
         }
     }
+    return acc;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row0 = flat_group_id(wid, nwg) * ROWS;
+    var acc = partial_sums(row0, lid);
     for (var r = 0u; r < ROWS; r++) {
         partials[r * WORKGROUP_SIZE + lid] = acc[r];
     }

@@ -38,7 +38,8 @@
 //! In every group of four consecutive elements along K at most two are non-zero; only those two
 //! kept values (a zero fills a group with fewer) and their positions 0..=3 in the group are
 //! stored. Kept values are numbered in element order: flat group `j = e / 4` owns kept slots
-//! `2j` (the lower position) and `2j + 1`. A block (the dtype's `group()`; `K % block == 0` is
+//! `2j` (the lower position) and `2j + 1` (the higher; packing checks the order, which the
+//! matvec kernels rely on). A block (the dtype's `group()`; `K % block == 0` is
 //! required) is what fills one meta word with positions (S24F16) or shares a scale (S24Q4), so
 //! every row is whole 16-byte value words and whole meta words.
 //!
@@ -473,11 +474,12 @@ fn kept_positions(op: &'static str, dense: &[f32]) -> Result<Vec<u8>> {
     Ok(positions)
 }
 
-/// Checks kept-slot positions: each below 4, the two of a group distinct.
+/// Checks kept-slot positions: each below 4, the lower one first (the matvec kernels pick the
+/// lower slot's x among positions 0..=2 and the upper one's among 1..=3).
 fn check_positions(op: &'static str, positions: &[u8]) -> Result<()> {
     for (j, pair) in positions.chunks(2).enumerate() {
-        if pair[0] > 3 || pair[1] > 3 || pair[0] == pair[1] {
-            return Err(Error::shape(op, format!("kept positions of group {j}"), "two distinct of 0..=3", pair));
+        if pair[0] >= pair[1] || pair[1] > 3 {
+            return Err(Error::shape(op, format!("kept positions of group {j}"), "ascending, of 0..=3", pair));
         }
     }
     Ok(())
@@ -508,7 +510,7 @@ fn scatter_kept(numel: usize, positions: &[u8], value: impl Fn(usize) -> f32) ->
 }
 
 /// Packs kept values (two per group of four, f16, slot order) and their positions (0..=3, the
-/// two of a group distinct) into S24F16 storage words, exactly.
+/// two of a group ascending) into S24F16 storage words, exactly.
 pub fn pack_s24_f16_from_parts(values: &[f16], positions: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
     const OP: &str = "pack_s24_f16_from_parts";
     // Two kept values per four elements.

@@ -7,13 +7,20 @@
 //! scale / 2 plus one f32 rounding (as Q4, tests/kernels/quant.rs). The kernels sum in f32, the
 //! reference in f64; we allow 1e-5 of sum_k |term_k x[k]| plus 1e-7, where a term is the kept
 //! value (S24F16) or |q scale| + |min| (S24Q4, summed as scale * sum(q x) + min * sum(x)): the
-//! bound the float and Q4 matvec tests use.
+//! bound the float and Q4 matvec tests use. The S24Q4 `Dot4` path rounds x to int8 per block of
+//! 32 first (both its terms use the rounded x): its reference is the sum over x as
+//! `reference::matvec::round_x_int8` rounds it, with the same tolerance plus, for each x value
+//! that lies on a rounding boundary (the GPU may round it the other way), one step of x times
+//! the term (as tests/kernels/quant.rs does for Q4).
 
 use std::sync::OnceLock;
 
 use shaderlm_engine::dtype::{self as packing, dequantize, pack_s24_f16, pack_s24_q4};
 use shaderlm_engine::kernels::matmul::matmul;
-use shaderlm_engine::kernels::matvec::{matvec, matvec_accumulate, matvec_with, MatvecConfig};
+use shaderlm_engine::kernels::matvec::{
+    matvec, matvec_accumulate, matvec_quant_accumulate_with, matvec_quant_with, matvec_with, MatvecConfig,
+    QuantMatvecConfig, QuantPath, MAX_S24_ROWS,
+};
 use shaderlm_engine::{reference, DType, Error, Gpu, GpuOptions, Tensor};
 
 use crate::common::*;
@@ -169,6 +176,10 @@ fn packing_rejects_dense_groups_and_bad_parts() {
     assert!(shape(pack_s24_f16(&[0.0; 64], 2, 64)), "length");
     let half = half::f16::ONE;
     assert!(shape(packing::pack_s24_f16_from_parts(&[half; 16], &[1; 16], 1, 32)), "equal positions");
+    // The lower position first: the matvec kernels pick each slot's x among three positions.
+    assert!(shape(packing::pack_s24_f16_from_parts(&[half; 16], &[2, 1].repeat(8), 1, 32)), "descending");
+    let descending = [3u8, 0].repeat(16);
+    assert!(shape(packing::pack_s24_q4_from_parts(&[1; 32], &descending, &[half], &[half], 1, 64)), "descending");
     assert!(shape(packing::pack_s24_f16_from_parts(&[half; 16], &[0, 4].repeat(8), 1, 32)), "position 4");
     let ok = [0u8, 1].repeat(16);
     assert!(packing::pack_s24_q4_from_parts(&[1; 32], &ok, &[half], &[half], 1, 64).is_ok());
@@ -178,6 +189,46 @@ fn packing_rejects_dense_groups_and_bad_parts() {
 
 // ---- kernels --------------------------------------------------------------------------------
 
+/// What a sparse matvec on `path` should give for the weight (dequantized `deq`, term
+/// magnitudes `terms`, `[n, k]`) and x `xs`: the reference y and, per row, the scale its
+/// tolerance is proportional to, the x-rounding slack of `Dot4` folded in (so that
+/// `SUM_ATOL + SUM_RTOL * scale` is the whole bound).
+fn sparse_matvec_want(deq: &[f32], terms: &[f32], n: usize, xs: &[f32], path: QuantPath) -> (Vec<f32>, Vec<f32>) {
+    let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
+    reference::matvec::matvec_abs(terms, xs, &mut scale);
+    if path == QuantPath::Float {
+        reference::matvec::matvec(deq, xs, &mut want);
+        return (want, scale);
+    }
+    let (rounded, slack) = reference::matvec::round_x_int8(xs);
+    let (mut rounded_scale, mut off) = (vec![0.0; n], vec![0.0; n]);
+    reference::matvec::matvec(deq, &rounded, &mut want);
+    reference::matvec::matvec_abs(terms, &rounded, &mut rounded_scale);
+    reference::matvec::matvec_abs(terms, &slack, &mut off);
+    for r in 0..n {
+        scale[r] = scale[r].max(rounded_scale[r]) + off[r] / SUM_RTOL;
+    }
+    (want, scale)
+}
+
+/// The shader a sparse matvec of `dtype` on `path` records on `gpu`.
+fn sparse_shader(gpu: &Gpu, dtype: DType, path: QuantPath) -> &'static str {
+    match (dtype, path, gpu.info().features.subgroups) {
+        (DType::S24Q4, QuantPath::Dot4, _) => "matvec_s24q4_dot4",
+        (_, _, true) => "matvec_s24_subgroup",
+        (_, _, false) => "matvec_s24",
+    }
+}
+
+/// The paths a sparse `dtype` offers on `gpu`: `Float`, and `Dot4` for S24Q4 with subgroups.
+fn sparse_paths(gpu: &Gpu, dtype: DType) -> Vec<QuantPath> {
+    if dtype == DType::S24Q4 && gpu.info().features.subgroups {
+        vec![QuantPath::Float, QuantPath::Dot4]
+    } else {
+        vec![QuantPath::Float]
+    }
+}
+
 fn check_matvec(gpu: &Gpu, dtype: DType, n: usize, k: usize, accumulate: bool) {
     let case = format!("matvec n={n} k={k} w={dtype} accumulate={accumulate} [{}]", path(gpu));
     let (w, deq, terms) = sparse_weight(gpu, dtype, n, k, (n * 31 + k) as u64);
@@ -186,9 +237,8 @@ fn check_matvec(gpu: &Gpu, dtype: DType, n: usize, k: usize, accumulate: bool) {
     let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
     let y0 = rng.vec(n, 1.0);
     let y = Tensor::from_f32(gpu, &[n], DType::F32, &y0).unwrap();
-    let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
-    reference::matvec::matvec(&deq, &xs, &mut want);
-    reference::matvec::matvec_abs(&terms, &xs, &mut scale);
+    let path = QuantMatvecConfig::for_weight(gpu, &w).path;
+    let (mut want, mut scale) = sparse_matvec_want(&deq, &terms, n, &xs, path);
     let got = if accumulate {
         let op = matvec_accumulate(gpu, &w, &x, &y).unwrap();
         run(gpu, &op);
@@ -199,8 +249,7 @@ fn check_matvec(gpu: &Gpu, dtype: DType, n: usize, k: usize, accumulate: bool) {
         y.to_f32(gpu).unwrap()
     } else {
         let op = matvec(gpu, &w, &x, &y).unwrap();
-        let subgroup = if gpu.info().features.subgroups { "_subgroup" } else { "" };
-        assert_eq!(op.labels(), [format!("matvec_s24{subgroup}")], "{case}: shader");
+        assert_eq!(op.labels(), [sparse_shader(gpu, dtype, path)], "{case}: shader");
         run_poisoned(gpu, &op, &y)
     };
     assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
@@ -230,27 +279,69 @@ fn matvec_accumulate_sparse_adds_into_y() {
     }
 }
 
-/// The workgroup shapes other GPUs get: the discrete-GPU default, more threads than a row has
-/// blocks, odd row counts, one thread.
+/// Every path (`Float`; `Dot4` for S24Q4 on subgroup adapters) in the workgroup shapes the
+/// defaults and the sweep use: one row, odd row counts, more threads than a row has value words,
+/// the most rows, one thread; plain and (odd n) accumulating.
 #[test]
-fn matvec_sparse_other_workgroup_shapes_match_reference() {
+fn matvec_sparse_every_path_and_shape_matches_reference() {
     for gpu in gpus() {
-        for (workgroup_size, rows_per_workgroup) in [(256, 2), (128, 8), (64, 3), (1, 2)] {
-            let config = MatvecConfig { workgroup_size, rows_per_workgroup };
-            for dtype in SPARSE {
-                for (n, k) in [(37, 192), (5, 2048)] {
-                    let case = format!("matvec n={n} k={k} w={dtype} {config:?} [{}]", path(gpu));
-                    let (w, deq, terms) = sparse_weight(gpu, dtype, n, k, 11);
-                    let xs = Rng::new(12).vec(k, 1.0);
-                    let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
-                    let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
-                    let got = run_poisoned(gpu, &matvec_with(gpu, &w, &x, &y, config).unwrap(), &y);
-                    let (mut want, mut scale) = (vec![0.0; n], vec![0.0; n]);
-                    reference::matvec::matvec(&deq, &xs, &mut want);
-                    reference::matvec::matvec_abs(&terms, &xs, &mut scale);
-                    assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+        for dtype in SPARSE {
+            for path in sparse_paths(gpu, dtype) {
+                for (workgroup_size, rows_per_workgroup) in [(32, 1), (64, 3), (256, 8), (128, MAX_S24_ROWS), (1, 2)] {
+                    let config = QuantMatvecConfig { workgroup_size, rows_per_workgroup, path };
+                    for (n, k) in [(37, 192), (6, 2048), (1, 64)] {
+                        check_matvec_with(gpu, dtype, n, k, config);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// matvec_quant_with (and, for an odd `n`, matvec_quant_accumulate_with) of a sparse `[n, k]`
+/// weight in `config` against the reference of its path.
+fn check_matvec_with(gpu: &Gpu, dtype: DType, n: usize, k: usize, config: QuantMatvecConfig) {
+    let case = format!("matvec n={n} k={k} w={dtype} {config:?} [{}]", path(gpu));
+    let (w, deq, terms) = sparse_weight(gpu, dtype, n, k, (n * 13 + k) as u64);
+    let mut rng = Rng::new(12 + k as u64);
+    let xs = rng.vec(k, 1.0);
+    let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+    let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
+    let op = matvec_quant_with(gpu, &w, &x, &y, config).unwrap();
+    assert_eq!(op.labels(), [sparse_shader(gpu, dtype, config.path)], "{case}: shader");
+    let got = run_poisoned(gpu, &op, &y);
+    let (mut want, mut scale) = sparse_matvec_want(&deq, &terms, n, &xs, config.path);
+    assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+    if n % 2 == 1 {
+        let y0 = rng.vec(n, 1.0);
+        y.write_f32(gpu, &y0).unwrap();
+        run(gpu, &matvec_quant_accumulate_with(gpu, &w, &x, &y, config).unwrap());
+        for i in 0..n {
+            want[i] += y0[i];
+            scale[i] += y0[i].abs();
+        }
+        let got = y.to_f32(gpu).unwrap();
+        assert_close_to_scale(&format!("{case} accumulate"), &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+    }
+}
+
+/// `matvec_with` (a `MatvecConfig`) takes the `Float` path of a sparse weight in that shape.
+#[test]
+fn matvec_with_sparse_takes_the_float_path() {
+    for gpu in gpus() {
+        for dtype in SPARSE {
+            let (n, k) = (37, 192);
+            let case = format!("matvec_with n={n} k={k} w={dtype} [{}]", path(gpu));
+            let (w, deq, terms) = sparse_weight(gpu, dtype, n, k, 11);
+            let xs = Rng::new(12).vec(k, 1.0);
+            let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
+            let y = Tensor::empty(gpu, &[n], DType::F32).unwrap();
+            let config = MatvecConfig { workgroup_size: 64, rows_per_workgroup: 16 };
+            let op = matvec_with(gpu, &w, &x, &y, config).unwrap();
+            assert_eq!(op.labels(), [sparse_shader(gpu, dtype, QuantPath::Float)], "{case}: shader");
+            let got = run_poisoned(gpu, &op, &y);
+            let (want, scale) = sparse_matvec_want(&deq, &terms, n, &xs, QuantPath::Float);
+            assert_close_to_scale(&case, &got, &want, &scale, SUM_RTOL, SUM_ATOL);
         }
     }
 }
@@ -342,6 +433,17 @@ fn sparse_row_chunks_match_reference() {
             reference::matvec::matvec_abs(&terms, &xs, &mut scale);
             assert_close_to_scale(&format!("{case} matvec"), &got, &want, &scale, SUM_RTOL, SUM_ATOL);
 
+            // The S24Q4 Dot4 path over the same chunks (subgroup adapters).
+            for path in sparse_paths(gpu, dtype).into_iter().filter(|&p| p == QuantPath::Dot4) {
+                let config = QuantMatvecConfig { workgroup_size: 32, rows_per_workgroup: 4, path };
+                let op = matvec_quant_with(gpu, &w, &x, &y, config).unwrap();
+                assert_eq!(op.labels().len(), chunks.len(), "{case} {path:?}: a dispatch per chunk");
+                let got = run_poisoned(gpu, &op, &y);
+                let (want, scale) = sparse_matvec_want(&deq, &terms, n, &xs, path);
+                assert_close_to_scale(&format!("{case} {path:?}"), &got, &want, &scale, SUM_RTOL, SUM_ATOL);
+            }
+            run_poisoned(gpu, &matvec(gpu, &w, &x, &y).unwrap(), &y);
+
             // Accumulating onto the result doubles it.
             run(gpu, &matvec_accumulate(gpu, &w, &x, &y).unwrap());
             let doubled: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
@@ -364,32 +466,85 @@ fn dtype<T>(r: Result<T, Error>) -> bool {
     matches!(r, Err(Error::DType { .. }))
 }
 
+/// What a result was, for a failure message: the error, or "Ok".
+fn outcome<T>(r: &Result<T, Error>) -> String {
+    match r {
+        Ok(_) => "Ok".to_string(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// Asserts that `$r` (an expression giving a Result) matches `$check` (shape, dtype or ok),
+/// naming the case and what came back (an H200 run failed here once with no way to tell which
+/// line: every check now says what it got).
+macro_rules! expect {
+    ($check:ident, $r:expr, $($case:tt)+) => {{
+        let r = $r;
+        let what = outcome(&r);
+        assert!($check(r), "{}: expected {}, got {what}", format!($($case)+), stringify!($check));
+    }};
+}
+
+fn ok<T>(r: Result<T, Error>) -> bool {
+    r.is_ok()
+}
+
+/// Bad shapes, dtypes and configs give errors, good ones ops. (This test once panicked on the
+/// H200 with no word of which check: in main between the qspeed and second sparse merges it still
+/// held `dtype(matvec_accumulate(Q4))`, which the packed accumulate epilogue had made false on
+/// every adapter; each check now says what it got.)
 #[test]
 fn sparse_tensors_and_kernels_reject_bad_input() {
     let gpu = &gpus()[0];
     let t = |s: &[usize], d| Tensor::empty(gpu, s, d).unwrap();
 
     // The last axis must be whole blocks.
-    assert!(shape(Tensor::empty(gpu, &[4, 48], DType::S24F16)));
-    assert!(shape(Tensor::empty(gpu, &[4, 96], DType::S24Q4)));
+    expect!(shape, Tensor::empty(gpu, &[4, 48], DType::S24F16), "s24f16 k = 48");
+    expect!(shape, Tensor::empty(gpu, &[4, 96], DType::S24Q4), "s24q4 k = 96");
     // A group with three non-zeros cannot be uploaded.
     let mut dense = vec![0.0; 64];
     dense[..3].copy_from_slice(&[1.0, 2.0, 3.0]);
-    assert!(shape(Tensor::from_f32(gpu, &[1, 64], DType::S24F16, &dense)));
-    assert!(shape(Tensor::from_f32(gpu, &[1, 64], DType::S24Q4, &dense)));
+    expect!(shape, Tensor::from_f32(gpu, &[1, 64], DType::S24F16, &dense), "s24f16 three non-zeros");
+    expect!(shape, Tensor::from_f32(gpu, &[1, 64], DType::S24Q4, &dense), "s24q4 three non-zeros");
 
     for d in SPARSE {
         let (w, x, y) = (t(&[4, 64], d), t(&[64], DType::F32), t(&[4], DType::F32));
-        assert!(matvec(gpu, &w, &x, &y).is_ok());
-        assert!(matvec_accumulate(gpu, &w, &x, &y).is_ok());
-        assert!(dtype(matvec(gpu, &w, &t(&[64], DType::F16), &y)), "{d}: f16 x");
-        assert!(dtype(matvec(gpu, &w, &x, &t(&[4], DType::F16))), "{d}: f16 y");
-        assert!(shape(matvec(gpu, &w, &t(&[32], DType::F32), &y)), "{d}: x too short");
-        assert!(shape(matvec_accumulate(gpu, &w, &x, &t(&[5], DType::F32))), "{d}: y too long");
-        assert!(shape(matvec(gpu, &w, &x, &x)), "{d}: y aliases x");
+        expect!(ok, matvec(gpu, &w, &x, &y), "{d}: matvec");
+        expect!(ok, matvec_accumulate(gpu, &w, &x, &y), "{d}: matvec_accumulate");
+        expect!(dtype, matvec(gpu, &w, &t(&[64], DType::F16), &y), "{d}: f16 x");
+        expect!(dtype, matvec(gpu, &w, &x, &t(&[4], DType::F16)), "{d}: f16 y");
+        expect!(shape, matvec(gpu, &w, &t(&[32], DType::F32), &y), "{d}: x too short");
+        expect!(shape, matvec_accumulate(gpu, &w, &x, &t(&[5], DType::F32)), "{d}: y too long");
+        expect!(shape, matvec(gpu, &w, &x, &x), "{d}: y aliases x");
         let xm = t(&[2, 64], DType::F32);
-        assert!(matmul(gpu, &xm, &w, &t(&[2, 4], DType::F32)).is_ok());
-        assert!(shape(matmul(gpu, &t(&[2, 128], DType::F32), &w, &t(&[2, 4], DType::F32))), "{d}: k");
-        assert!(shape(matmul(gpu, &xm, &w, &t(&[2, 5], DType::F32))), "{d}: y");
+        expect!(ok, matmul(gpu, &xm, &w, &t(&[2, 4], DType::F32)), "{d}: matmul");
+        expect!(shape, matmul(gpu, &t(&[2, 128], DType::F32), &w, &t(&[2, 4], DType::F32)), "{d}: matmul k");
+        expect!(shape, matmul(gpu, &xm, &w, &t(&[2, 5], DType::F32)), "{d}: matmul y");
+
+        // Workgroup shapes: up to MAX_S24_ROWS rows on the float path, a power-of-two size.
+        let config = |workgroup_size, rows_per_workgroup| QuantMatvecConfig {
+            workgroup_size,
+            rows_per_workgroup,
+            path: QuantPath::Float,
+        };
+        expect!(ok, matvec_quant_with(gpu, &w, &x, &y, config(64, MAX_S24_ROWS)), "{d}: most rows");
+        expect!(shape, matvec_quant_with(gpu, &w, &x, &y, config(64, MAX_S24_ROWS + 1)), "{d}: rows");
+        expect!(shape, matvec_quant_with(gpu, &w, &x, &y, config(64, 0)), "{d}: no rows");
+        expect!(shape, matvec_quant_with(gpu, &w, &x, &y, config(48, 2)), "{d}: 48 threads");
+    }
+
+    // Dot4: S24Q4 only, and only with subgroups.
+    let (x, y) = (t(&[64], DType::F32), t(&[4], DType::F32));
+    let dot4 = QuantMatvecConfig { workgroup_size: 32, rows_per_workgroup: 2, path: QuantPath::Dot4 };
+    expect!(shape, matvec_quant_with(gpu, &t(&[4, 64], DType::S24F16), &x, &y, dot4), "s24f16 Dot4");
+    for g in gpus() {
+        let on = |s: &[usize], d| Tensor::empty(g, s, d).unwrap();
+        let (w, x, y) = (on(&[4, 64], DType::S24Q4), on(&[64], DType::F32), on(&[4], DType::F32));
+        let r = matvec_quant_with(g, &w, &x, &y, dot4);
+        if g.info().features.subgroups {
+            expect!(ok, r, "s24q4 Dot4 [{}]", path(g));
+        } else {
+            expect!(shape, r, "s24q4 Dot4 without subgroups [{}]", path(g));
+        }
     }
 }

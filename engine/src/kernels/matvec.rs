@@ -15,6 +15,12 @@
 //!   kernel and multiply it with the quants four at a time (`dot4I8Packed`); far less ALU and x
 //!   traffic per weight byte, at the cost of x's rounding (subgroup adapters; the default there).
 //!
+//! 2:4 sparse weights (S24F16, S24Q4) take `matvec_s24[_subgroup]` (`Float`: each kept value
+//! picks its x by its position, up to [`MAX_S24_ROWS`] rows per workgroup), and S24Q4 also
+//! `matvec_s24q4_dot4` (`Dot4`: x rounded to int8 per block of 32, each group's two kept quants
+//! placed at their byte positions and multiplied by `dot4I8Packed`). [`QuantMatvecConfig::for_weight`]
+//! picks; `engine_bench --s24-sweep` measures every path and shape.
+//!
 //! A weight larger than one storage binding is bound in row chunks, one dispatch each; every
 //! dispatch writes its rows of `y` at `row_offset`.
 
@@ -33,6 +39,7 @@ const S24: Shader = shader!("matvec_s24");
 const S24_SUBGROUP: Shader = shader!("matvec_s24_subgroup");
 const Q8_DOT4: Shader = shader!("matvec_q8_dot4");
 const Q4_DOT4: Shader = shader!("matvec_q4_dot4");
+const S24Q4_DOT4: Shader = shader!("matvec_s24q4_dot4");
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -97,14 +104,21 @@ impl MatvecConfig {
 /// Largest `rows_per_workgroup` of the `Dot4` shaders (their accumulator array).
 pub const MAX_DOT4_ROWS: u32 = 16;
 
-/// How a packed (Q8, Q4, Q4G128) matvec forms its dot products.
+/// Largest `rows_per_workgroup` of the 2:4 sparse `Float` shaders (`matvec_s24[_subgroup]`):
+/// more rows than the dense ones allow, since a thread's x (64 or 256 bytes per 16-byte value
+/// word) is what many rows amortize.
+pub const MAX_S24_ROWS: u32 = 16;
+
+/// How a packed (Q8, Q4, Q4G128, S24F16, S24Q4) matvec forms its dot products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuantPath {
     /// Every quant turned into an f32 and multiplied by x in f32 (`matvec_q8[_subgroup]`,
-    /// `matvec_q4[_subgroup]`): the dequantized weight times x up to f32 rounding; every adapter.
+    /// `matvec_q4[_subgroup]`, `matvec_s24[_subgroup]`): the dequantized weight times x up to f32
+    /// rounding; every adapter.
     Float,
     /// x rounded to int8 per block of 32 inside the kernel, then integer dot products of four
-    /// (`dot4I8Packed`) with the quants (`matvec_q8_dot4`, `matvec_q4_dot4`): a quant costs a
+    /// (`dot4I8Packed`) with the quants (`matvec_q8_dot4`, `matvec_q4_dot4`, `matvec_s24q4_dot4`;
+    /// not for S24F16, whose values are f16): a quant costs a
     /// fraction of an instruction and x is read once per workgroup's rows, where the float path
     /// converts each quant and reads 4-8 bytes of x per weight byte. Each product then errs by
     /// at most |w| amax / 254 (amax: the largest |x| of its block), as in llama.cpp's Q8_1
@@ -119,23 +133,25 @@ pub struct QuantMatvecConfig {
     /// Threads per workgroup; a power of two.
     pub workgroup_size: u32,
     /// Consecutive rows of W each workgroup reduces (at most [`MAX_ROWS`] for `Float`,
-    /// [`MAX_DOT4_ROWS`] for `Dot4`).
+    /// [`MAX_S24_ROWS`] for `Float` of a 2:4 sparse weight, [`MAX_DOT4_ROWS`] for `Dot4`).
     pub rows_per_workgroup: u32,
     pub path: QuantPath,
 }
 
 impl QuantMatvecConfig {
-    /// What `matvec` uses for the packed `w` on `gpu`. Without subgroups, and for 2:4 sparse
-    /// weights: `Float` in [`MatvecConfig::for_weight`]'s shape. On a CPU adapter: `Dot4`, 32
-    /// threads x 4 rows. On a GPU, a weight under 4M elements (launch-bound) takes `Float`, 128
+    /// What `matvec` uses for the packed `w` on `gpu` (2:4 sparse weights: [`Self::for_sparse`]).
+    /// Without subgroups: `Float` in [`MatvecConfig::for_weight`]'s shape. On a CPU adapter:
+    /// `Dot4`, 32 threads x 4 rows. On a GPU, a weight under 4M elements (launch-bound) takes `Float`, 128
     /// threads x 1 row; a larger one `Dot4`, one thread per block of 32 elements of a row (32 to
     /// 256 threads) and 8 rows, so that a thread's rounded x serves 8 rows with 8 quant loads in
     /// flight, fewer for a weight of under 4096 rows (N / 512, at least 1) so it still spreads over
     /// 512 workgroups. Chosen from `engine_bench --quant-sweep` on the H200 (BENCHMARKS.md).
     pub fn for_weight(gpu: &Gpu, w: &Tensor) -> QuantMatvecConfig {
         let float = MatvecConfig::for_weight(gpu, w);
-        // 2:4 sparse weights have one path: their values are floats (or dequantized to them).
-        if !gpu.info().features.subgroups || w.dtype().is_sparse() {
+        if w.dtype().is_sparse() {
+            return QuantMatvecConfig::for_sparse(gpu, w);
+        }
+        if !gpu.info().features.subgroups {
             return QuantMatvecConfig {
                 workgroup_size: float.workgroup_size,
                 rows_per_workgroup: float.rows_per_workgroup,
@@ -156,6 +172,35 @@ impl QuantMatvecConfig {
         let rows = w.shape().first().copied().unwrap_or(0) as u32;
         let rows_per_workgroup = (rows / 512).clamp(1, 8);
         QuantMatvecConfig { workgroup_size, rows_per_workgroup, path: QuantPath::Dot4 }
+    }
+
+    /// What `matvec` uses for a 2:4 sparse `w` (S24F16, S24Q4) on `gpu`. Without subgroups:
+    /// `Float` in [`MatvecConfig::for_weight`]'s shape; on a CPU adapter `Float`, 32 threads x
+    /// 4 rows. On a GPU, a weight under 4M elements (launch-bound) takes `Float`, 128 threads x
+    /// 1 row; a larger one one thread per 16-byte value word of a row (32 to 256 threads) and
+    /// N / 512 rows (1 to 8: at least 512 workgroups), `Float` for S24F16 and `Dot4` for S24Q4.
+    /// A first guess by the arithmetic (S24Q4's float path spends about ten instructions per
+    /// kept value, Dot4 about six), to be replaced by what `engine_bench --s24-sweep` measures
+    /// on the H200.
+    pub fn for_sparse(gpu: &Gpu, w: &Tensor) -> QuantMatvecConfig {
+        let float = MatvecConfig::for_weight(gpu, w);
+        if !gpu.info().features.subgroups {
+            let (workgroup_size, rows_per_workgroup) = (float.workgroup_size, float.rows_per_workgroup);
+            return QuantMatvecConfig { workgroup_size, rows_per_workgroup, path: QuantPath::Float };
+        }
+        if gpu.info().device_type == "Cpu" {
+            return QuantMatvecConfig { workgroup_size: 32, rows_per_workgroup: 4, path: QuantPath::Float };
+        }
+        if w.numel() < (1 << 22) {
+            return QuantMatvecConfig { workgroup_size: 128, rows_per_workgroup: 1, path: QuantPath::Float };
+        }
+        let k = w.shape().last().copied().unwrap_or(0);
+        let words = (w.dtype().quant_bytes(k) / 16) as u32;
+        let workgroup_size = words.next_power_of_two().clamp(32, 256);
+        let rows = w.shape().first().copied().unwrap_or(0) as u32;
+        let rows_per_workgroup = (rows / 512).clamp(1, 8);
+        let path = if w.dtype() == DType::S24Q4 { QuantPath::Dot4 } else { QuantPath::Float };
+        QuantMatvecConfig { workgroup_size, rows_per_workgroup, path }
     }
 }
 
@@ -192,7 +237,8 @@ pub fn matvec_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: Matvec
     matvec_epilogue(gpu, w, x, y, config, false)
 }
 
-/// [`matvec`] of a packed weight (Q8, Q4, Q4G128) with an explicit path and workgroup shape.
+/// [`matvec`] of a packed weight (Q8, Q4, Q4G128, S24F16, S24Q4) with an explicit path and
+/// workgroup shape.
 pub fn matvec_quant_with(gpu: &Gpu, w: &Tensor, x: &Tensor, y: &Tensor, config: QuantMatvecConfig) -> Result<Op> {
     matvec_packed(gpu, w, x, y, config, false)
 }
@@ -282,12 +328,13 @@ fn matvec_packed(
     let packed = [DType::Q8, DType::Q4, DType::Q4G128, DType::S24F16, DType::S24Q4];
     expect_dtype(OP, "w (a packed weight here)", w, &packed)?;
     let sparse = w.dtype().is_sparse();
-    if sparse && config.path == QuantPath::Dot4 {
-        return Err(Error::shape(OP, "quant path of a 2:4 sparse weight", "Float", "Dot4"));
+    if w.dtype() == DType::S24F16 && config.path == QuantPath::Dot4 {
+        return Err(Error::shape(OP, "quant path of an S24F16 weight", "Float", "Dot4"));
     }
-    let max_rows = match config.path {
-        QuantPath::Float => MAX_ROWS,
-        QuantPath::Dot4 => MAX_DOT4_ROWS,
+    let max_rows = match (config.path, sparse) {
+        (QuantPath::Float, false) => MAX_ROWS,
+        (QuantPath::Float, true) => MAX_S24_ROWS,
+        (QuantPath::Dot4, _) => MAX_DOT4_ROWS,
     };
     check_config(gpu, OP, config.workgroup_size, config.rows_per_workgroup, max_rows)?;
     let subgroups = gpu.info().features.subgroups;
@@ -302,6 +349,7 @@ fn matvec_packed(
     }
     let row_words = (w.dtype().quant_bytes(k) / 16) as u32;
     let shader = match (w.dtype(), config.path, subgroups) {
+        (DType::S24Q4, QuantPath::Dot4, _) => &S24Q4_DOT4,
         (DType::S24F16 | DType::S24Q4, _, true) => &S24_SUBGROUP,
         (DType::S24F16 | DType::S24Q4, _, false) => &S24,
         (DType::Q8, QuantPath::Dot4, _) => &Q8_DOT4,
@@ -317,7 +365,10 @@ fn matvec_packed(
         ("ACCUMULATE", accumulate as u8 as f64),
     ];
     if sparse {
-        constants.push(("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64));
+        // The float shader reads both formats; the Dot4 one only S24Q4.
+        if config.path == QuantPath::Float {
+            constants.push(("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64));
+        }
     } else if w.dtype() != DType::Q8 {
         // Quant words per scale group: 32 elements per word.
         constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
