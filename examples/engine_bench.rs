@@ -37,9 +37,10 @@
 //! 4. each matvec's fraction of the copy's read-only bandwidth: both read every byte once,
 //!    so this compares like with like (the fraction of the read + write figure is half of it).
 //!
-//! With `--coop` it prints only the F16 matmul's TFLOP/s on the tensor cores (`matmul_coop`)
-//! against the tiled SIMT kernel at 512x4096x4096, 512x11008x4096, 512x4096x11008 and 4096^3
-//! (M x N x K), and with `--sweep` also each tile shape of a short list on the tensor cores.
+//! With `--coop` it prints only the F16 matmul's TFLOP/s on the tensor cores (`matmul_coop`:
+//! the default, the staged kernel and the direct one) against the tiled SIMT kernel at
+//! 512x4096x4096, 512x11008x4096, 512x4096x11008, 512x32000x4096 and 4096^3 (M x N x K), and
+//! with `--sweep` instead every tile shape of `matmul::COOP_SWEEP`, then the best per size.
 //!
 //! Timing: GPU timestamps where the adapter has them (each dispatch in its own timed pass; the
 //! median over many runs), else wall clock. The wall-clock time per run over several
@@ -50,7 +51,9 @@
 
 use std::time::Instant;
 
-use shaderlm_engine::kernels::matmul::{coop_available, matmul, matmul_coop_with, matmul_with, CoopConfig, MatmulConfig};
+use shaderlm_engine::kernels::matmul::{
+    coop_available, matmul, matmul_coop_with, matmul_with, CoopConfig, MatmulConfig, COOP_SWEEP,
+};
 use shaderlm_engine::kernels::matvec::{matvec_quant_with, matvec_with, MatvecConfig, QuantMatvecConfig, QuantPath};
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Result, Tensor};
 
@@ -221,7 +224,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Tensor cores against the tiled SIMT kernel, F16 weights: TFLOP/s = 2 M N K / time.
+/// Tensor cores against the tiled SIMT kernel, F16 weights: TFLOP/s = 2 M N K / time (the
+/// direct kernel's time includes its dispatch that writes x as f16). With `sweep`, every shape
+/// of `COOP_SWEEP` (staged and direct kernels) at each size, then the best of each kernel.
 fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
     println!("engine_bench --coop on {}", gpu.info());
     if !coop_available(gpu) {
@@ -231,20 +236,20 @@ fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
     let shapes: &[(usize, usize, usize)] = if quick {
         &[(64, 256, 256), (64, 512, 256)]
     } else {
-        &[(512, 4096, 4096), (512, 11008, 4096), (512, 4096, 11008), (4096, 4096, 4096)]
+        &[(512, 4096, 4096), (512, 11008, 4096), (512, 4096, 11008), (512, 32000, 4096), (4096, 4096, 4096)]
     };
-    let configs = [
-        CoopConfig::default(),
-        CoopConfig { tile_m: 64, tile_n: 64, tile_k: 32, subgroups_m: 2, subgroups_n: 2 },
-        CoopConfig { tile_m: 128, tile_n: 128, tile_k: 32, subgroups_m: 2, subgroups_n: 4 },
-        CoopConfig { tile_m: 128, tile_n: 64, tile_k: 64, subgroups_m: 2, subgroups_n: 2 },
-        CoopConfig { tile_m: 64, tile_n: 128, tile_k: 32, subgroups_m: 2, subgroups_n: 2 },
-        CoopConfig { tile_m: 128, tile_n: 128, tile_k: 32, subgroups_m: 4, subgroups_n: 2 },
-        CoopConfig { tile_m: 64, tile_n: 64, tile_k: 64, subgroups_m: 2, subgroups_n: 2 },
-    ];
-    let configs = if sweep { &configs[..] } else { &configs[..1] };
-    println!("{:<50} {:>20} {:>10} {:>10}", "kernel", "M x N x K", "gpu us", "TFLOP/s");
+    let configs: Vec<CoopConfig> = if sweep {
+        COOP_SWEEP.to_vec()
+    } else {
+        let mut v = vec![CoopConfig::default(), CoopConfig::STAGED, CoopConfig::DIRECT];
+        v.dedup();
+        v
+    };
+    // Fewer timed runs at the largest sizes keeps the whole sweep under a minute on the H200.
+    let runs = if sweep { 10 } else { 20 };
+    println!("{:<44} {:>20} {:>10} {:>10}", "kernel", "M x N x K", "gpu us", "TFLOP/s");
     let mut rng = Rng(11);
+    let mut best: Vec<(String, String, f64)> = Vec::new();
     for &(m, n, k) in shapes {
         let x = Tensor::from_f32(gpu, &[m, k], DType::F32, &rng.vec(m * k))?;
         let w = Tensor::from_f32(gpu, &[n, k], DType::F16, &rng.vec(n * k))?;
@@ -252,27 +257,35 @@ fn coop_bench(gpu: &Gpu, quick: bool, sweep: bool) -> Result<()> {
         let flops = 2.0 * (m * n * k) as f64;
         let mut kernels: Vec<(String, Op)> =
             vec![("matmul (tiled SIMT)".to_string(), matmul_with(gpu, &x, &w, &y, MatmulConfig::default())?)];
-        for &config in configs {
-            let c = config;
-            let name = format!("matmul_coop {}x{}x{} {}x{} subgroups", c.tile_m, c.tile_n, c.tile_k, c.subgroups_m, c.subgroups_n);
+        for &config in &configs {
+            let name = format!("coop {}", config.name());
             match matmul_coop_with(gpu, &x, &w, &y, config) {
                 Ok(op) => kernels.push((name, op)),
-                Err(e) => println!("{name:<50} refused: {e}"),
+                Err(e) => println!("{name:<44} refused: {e}"),
             }
         }
+        let size = format!("{m} x {n} x {k}");
+        let (mut best_staged, mut best_direct) = ((String::new(), 0.0), (String::new(), 0.0));
         for (name, op) in &kernels {
-            let t = time_runs(gpu, 20, op.labels().len(), |rec, _| {
+            let t = time_runs(gpu, runs, op.labels().len(), |rec, _| {
                 rec.run(op);
                 Ok(())
             })?;
-            println!(
-                "{:<50} {:>20} {:>10} {:>10.1}",
-                name,
-                format!("{m} x {n} x {k}"),
-                t.gpu.map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
-                flops / t.seconds() / 1e12
-            );
+            let tflops = flops / t.seconds() / 1e12;
+            let gpu_us = t.gpu.map_or("-".into(), |s| format!("{:.1}", s * 1e6));
+            println!("{name:<44} {size:>20} {gpu_us:>10} {tflops:>10.1}");
+            let slot = if name.contains("direct") { &mut best_direct } else { &mut best_staged };
+            if name.starts_with("coop") && tflops > slot.1 {
+                *slot = (name.clone(), tflops);
+            }
         }
+        best.push((size.clone(), best_staged.0, best_staged.1));
+        best.push((size, best_direct.0, best_direct.1));
+    }
+    println!();
+    println!("best per size and kernel:");
+    for (size, name, tflops) in best.iter().filter(|b| !b.1.is_empty()) {
+        println!("  {size:>20}  {tflops:>6.1} TFLOP/s  {name}");
     }
     Ok(())
 }
