@@ -383,10 +383,17 @@ impl Gpu {
         // loop bounding (an extra counter and exit in every loop) would only cost time and keep
         // the driver from unrolling the short loops over override-sized tiles. All other
         // runtime checks stay on.
-        let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+        let mut checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+        // For measurement only: SHADERLM_UNCHECKED=1 also drops the bounds checks wgpu adds to
+        // every storage access and the guards on integer division, to see what they cost.
+        if std::env::var("SHADERLM_UNCHECKED").is_ok_and(|v| v == "1") {
+            checks.bounds_checks = false;
+            checks.int_div_checks = false;
+        }
         let descriptor =
             wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(source.into()) };
-        // SAFETY: see above; the only check relaxed is loop bounding, and no kernel loops forever.
+        // SAFETY: see above; by default the only check relaxed is loop bounding, and no kernel
+        // loops forever (SHADERLM_UNCHECKED=1 is a measurement switch on trusted kernels).
         let module = unsafe { self.device.create_shader_module_trusted(descriptor, checks) };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(shader.name),

@@ -90,11 +90,11 @@ fn matmul_coop_matches_reference() {
 }
 
 /// `matmul` itself takes the tensor cores for F16 weights with `k % 4 == 0` (x rounded to f16),
-/// with the default kernel.
+/// with the default kernel, past the few rows of x that `matvec_batch` takes.
 #[test]
 fn matmul_picks_coop_for_f16_weights() {
     for gpu in coop_gpus("matmul_picks_coop_for_f16_weights") {
-        for (m, n, k) in [(33, 40, 48), (200, 256, 512)] {
+        for (m, n, k) in [(65, 40, 48), (200, 256, 512)] {
             check(gpu, (m, n, k), "matmul (coop)", |x, w, y| {
                 let op = matmul(gpu, x, w, y)?;
                 // matmul_coop (staged), or matmul_coop_x16 + matmul_coop_direct: whichever the default is.
@@ -174,7 +174,8 @@ fn matmul_coop_rejects_mismatches() {
 fn matmul_coop_refuses_without_cooperative_matrices() {
     let gpu = gpus().iter().find(|g| !coop_available(g)).expect("the portable Gpu has no tensor cores");
     let t = |shape: &[usize], dtype| Tensor::empty(gpu, shape, dtype).unwrap();
-    let (x, w, y) = (t(&[3, 8], DType::F32), t(&[5, 8], DType::F16), t(&[3, 5], DType::F32));
+    // 65 rows of x: more than `matvec_batch` takes, so `matmul` would pick among the tiled kernels.
+    let (x, w, y) = (t(&[65, 8], DType::F32), t(&[5, 8], DType::F16), t(&[65, 5], DType::F32));
     assert!(matches!(matmul_coop(gpu, &x, &w, &y), Err(Error::Shape { .. })));
     let op = matmul(gpu, &x, &w, &y).unwrap();
     assert_eq!(op.labels(), ["matmul"]);

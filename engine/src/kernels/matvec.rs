@@ -177,11 +177,9 @@ impl QuantMatvecConfig {
     /// What `matvec` uses for a 2:4 sparse `w` (S24F16, S24Q4) on `gpu`. Without subgroups:
     /// `Float` in [`MatvecConfig::for_weight`]'s shape; on a CPU adapter `Float`, 32 threads x
     /// 4 rows. On a GPU, a weight under 4M elements (launch-bound) takes `Float`, 128 threads x
-    /// 1 row; a larger one one thread per 16-byte value word of a row (32 to 256 threads) and
-    /// N / 512 rows (1 to 8: at least 512 workgroups), `Float` for S24F16 and `Dot4` for S24Q4.
-    /// A first guess by the arithmetic (S24Q4's float path spends about ten instructions per
-    /// kept value, Dot4 about six), to be replaced by what `engine_bench --s24-sweep` measures
-    /// on the H200.
+    /// 1 row; a larger one `Float`, 128 threads x 2 rows (S24F16) or 64 x 4 (S24Q4), the best of
+    /// `engine_bench --s24-sweep` on the H200. (`Dot4` stays available to S24Q4 through
+    /// [`matvec_quant_with`].)
     pub fn for_sparse(gpu: &Gpu, w: &Tensor) -> QuantMatvecConfig {
         let float = MatvecConfig::for_weight(gpu, w);
         if !gpu.info().features.subgroups {
@@ -194,12 +192,11 @@ impl QuantMatvecConfig {
         if w.numel() < (1 << 22) {
             return QuantMatvecConfig { workgroup_size: 128, rows_per_workgroup: 1, path: QuantPath::Float };
         }
-        let k = w.shape().last().copied().unwrap_or(0);
-        let words = (w.dtype().quant_bytes(k) / 16) as u32;
-        let workgroup_size = words.next_power_of_two().clamp(32, 256);
-        let rows = w.shape().first().copied().unwrap_or(0) as u32;
-        let rows_per_workgroup = (rows / 512).clamp(1, 8);
-        let path = if w.dtype() == DType::S24Q4 { QuantPath::Dot4 } else { QuantPath::Float };
+        // `engine_bench --s24-sweep` on the H200 (BENCHMARKS.md): S24F16 was fastest at 128 x 2
+        // on every 7B shape (1.13-1.21x the f16 matvec); S24Q4 at 64 x 4 on the Float path
+        // (Dot4 was no faster at its best shapes and slower at most).
+        let (workgroup_size, rows_per_workgroup) = if w.dtype() == DType::S24Q4 { (64, 4) } else { (128, 2) };
+        let path = QuantPath::Float;
         QuantMatvecConfig { workgroup_size, rows_per_workgroup, path }
     }
 }

@@ -54,12 +54,14 @@ pub struct MatvecBatchConfig {
 }
 
 impl MatvecBatchConfig {
-    /// 256 threads x 2 rows x 8 rows of x on a GPU (the matvec's shape, with one weight read
-    /// serving 8 sequences); 32 threads x 4 rows x 4 on a CPU adapter, where a workgroup runs as
-    /// a loop on one core. Never more rows of x than there are.
+    /// 128 threads x 2 rows x 8 rows of x on a GPU (one weight read serving 8 sequences; the
+    /// fastest of `engine_bench --batch-sweep` on the H200 at every shape for M >= 2, e.g.
+    /// 4096 x 4096 at M = 8 in 35 us against 46 us at 256 x 2 x 8); 32 threads x 4 rows x 4 on a
+    /// CPU adapter, where a workgroup runs as a loop on one core. Never more rows of x than
+    /// there are.
     pub fn for_gpu(gpu: &Gpu, m: usize) -> MatvecBatchConfig {
         let (workgroup_size, rows_per_workgroup, batch) =
-            if gpu.info().device_type == "Cpu" { (32, 4, 4) } else { (256, 2, 8) };
+            if gpu.info().device_type == "Cpu" { (32, 4, 4) } else { (128, 2, 8) };
         MatvecBatchConfig { workgroup_size, rows_per_workgroup, batch: batch.min(m.max(1) as u32) }
     }
 }
