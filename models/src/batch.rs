@@ -190,6 +190,11 @@ impl<'m> BatchGenerator<'m> {
         })
     }
 
+    /// The model the batch runs on.
+    pub fn model(&self) -> &Model {
+        self.model
+    }
+
     pub fn slots(&self) -> usize {
         self.samplers.len()
     }

@@ -10,7 +10,8 @@
 //! let gpus = shaderlm::engine::gpu::select_adapters("all", &list)?;
 //! let mut replicas = Replicas::load("path/to/model", &LoadOptions::default(), &gpus)?;
 //! let prompts = vec!["Once upon a time".to_string(), "The cat".to_string()];
-//! let run = replicas.generate(&prompts, &GenerateOptions::default())?;
+//! // Each GPU decodes up to 8 of the prompts together.
+//! let run = replicas.generate(&prompts, &GenerateOptions::default(), 8)?;
 //! for result in &run.results {
 //!     println!("{}", result.json_line());
 //! }
