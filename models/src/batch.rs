@@ -149,6 +149,13 @@ impl<'m> BatchGenerator<'m> {
         if slots == 0 {
             return Err(Error::Input("a batch needs at least one slot".into()));
         }
+        if model.gpus().len() > 1 {
+            return Err(Error::Input(
+                "batched decoding runs a model held by one GPU; a model split over GPUs (--split-layers) \
+                 decodes one sequence at a time (or give each GPU a replica: --gpus without --split-layers)"
+                    .into(),
+            ));
+        }
         let gpu = &model.gpu;
         let cfg = &model.config;
         let kv_width = cfg.num_key_value_heads * cfg.head_dim;

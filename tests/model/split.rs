@@ -151,3 +151,11 @@ fn a_prompts_file_has_one_prompt_per_line_or_a_json_string() {
     std::fs::remove_file(&path).unwrap();
     assert!(matches!(shaderlm::replicas::read_prompts(&path), Err(Error::Io { .. })));
 }
+
+#[test]
+fn a_split_model_refuses_batched_decoding_with_a_reason() {
+    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = Model::load(stories(), &options(vec![0, 0])).unwrap();
+    let err = shaderlm::batch::BatchGenerator::new(&mut model, 2).err().unwrap();
+    assert!(matches!(&err, Error::Input(m) if m.contains("--split-layers")), "{err}");
+}
