@@ -54,7 +54,8 @@ const ROWS: u32 = 8u;
 const PAIRS: u32 = 4u;  // ROWS / 2: the pairs a q or k workgroup rotates
 
 // Each subgroup's sum for each row, then for x^2: [ROWS + 1][WORKGROUP_SIZE].
-var<workgroup> subgroup_sums: array<f32, (ROWS + 1u) * WORKGROUP_SIZE>;
+override SUMS: u32 = ROWS + 1u;
+// include: workgroup_sums_subgroup
 
 // Where the workgroup's 8 rows come from and go to.
 struct Task {
@@ -172,15 +173,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < ROWS; r++) {
-        let sum = subgroupAdd(acc[r]);
-        if (lane == 0u) {
-            subgroup_sums[r * WORKGROUP_SIZE + subgroup] = sum;
-        }
+        keep_subgroup_sum(r, acc[r], lane, subgroup);
     }
-    let sq = subgroupAdd(sum_sq);
-    if (lane == 0u) {
-        subgroup_sums[ROWS * WORKGROUP_SIZE + subgroup] = sq;
-    }
+    keep_subgroup_sum(ROWS, sum_sq, lane, subgroup);
     workgroupBarrier();
     if (lid != 0u) {
         return;
@@ -188,16 +183,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 
     // Thread 0: the 8 outputs, scaled by 1 / rms, rotated, stored.
     var y: array<f32, ROWS>;
-    var total_sq = 0.0;
-    for (var s = 0u; s < n_subgroups; s++) {
-        total_sq += subgroup_sums[ROWS * WORKGROUP_SIZE + s];
-    }
+    var total_sq = workgroup_sum(ROWS, n_subgroups);
     let inv_rms = inverseSqrt(total_sq / f32(params.k) + params.eps);
     for (var r = 0u; r < ROWS; r++) {
-        var total = 0.0;
-        for (var s = 0u; s < n_subgroups; s++) {
-            total += subgroup_sums[r * WORKGROUP_SIZE + s];
-        }
+        var total = workgroup_sum(r, n_subgroups);
         y[r] = total * inv_rms;
     }
     let p = pos[0];

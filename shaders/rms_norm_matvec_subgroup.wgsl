@@ -46,7 +46,8 @@ override W_F16: bool = true;
 const MAX_ROWS: u32 = 8u;
 
 // Each subgroup's sum for each row, then for x^2: [ROWS + 1][WORKGROUP_SIZE].
-var<workgroup> subgroup_sums: array<f32, (ROWS + 1u) * WORKGROUP_SIZE>;
+override SUMS: u32 = ROWS + 1u;
+// include: workgroup_sums_subgroup
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -84,23 +85,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < ROWS; r++) {
-        let sum = subgroupAdd(acc[r]);
-        if (lane == 0u) {
-            subgroup_sums[r * WORKGROUP_SIZE + subgroup] = sum;
-        }
+        keep_subgroup_sum(r, acc[r], lane, subgroup);
     }
-    let sq = subgroupAdd(sum_sq);
-    if (lane == 0u) {
-        subgroup_sums[ROWS * WORKGROUP_SIZE + subgroup] = sq;
-    }
+    keep_subgroup_sum(ROWS, sum_sq, lane, subgroup);
     workgroupBarrier();
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        var total = 0.0;
-        var total_sq = 0.0;
-        for (var s = 0u; s < n_subgroups; s++) {
-            total += subgroup_sums[r * WORKGROUP_SIZE + s];
-            total_sq += subgroup_sums[ROWS * WORKGROUP_SIZE + s];
-        }
+        var total = workgroup_sum(r, n_subgroups);
+        var total_sq = workgroup_sum(ROWS, n_subgroups);
         y[row0 + r] = total * inverseSqrt(total_sq / f32(params.k) + params.eps);
     }
 }

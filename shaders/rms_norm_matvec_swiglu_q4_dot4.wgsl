@@ -47,7 +47,8 @@ override GROUP_WORDS: u32 = 1u;
 const MAX_ROWS: u32 = 16u;
 
 // Each subgroup's sum for each of the 2 ROWS rows, then for x^2: [2 ROWS + 1][WORKGROUP_SIZE].
-var<workgroup> subgroup_sums: array<f32, (2u * ROWS + 1u) * WORKGROUP_SIZE>;
+override SUMS: u32 = 2u * ROWS + 1u;
+// include: workgroup_sums_subgroup
 
 // x block b (one quant word's 32 elements) rounded to int8, in the nibbles' order: component i
 // of a quant word holds elements 8i .. 8i + 8, its even nibbles (masked in place) elements 8i,
@@ -128,25 +129,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < 2u * ROWS; r++) {
-        let sum = subgroupAdd(acc[r]);
-        if (lane == 0u) {
-            subgroup_sums[r * WORKGROUP_SIZE + subgroup] = sum;
-        }
+        keep_subgroup_sum(r, acc[r], lane, subgroup);
     }
-    let sq = subgroupAdd(sum_sq);
-    if (lane == 0u) {
-        subgroup_sums[2u * ROWS * WORKGROUP_SIZE + subgroup] = sq;
-    }
+    keep_subgroup_sum(2u * ROWS, sum_sq, lane, subgroup);
     workgroupBarrier();
     for (var r = lid; r < ROWS && row0 + r < params.n; r += WORKGROUP_SIZE) {
-        var gate = 0.0;
-        var up = 0.0;
-        var total_sq = 0.0;
-        for (var s = 0u; s < n_subgroups; s++) {
-            gate += subgroup_sums[r * WORKGROUP_SIZE + s];
-            up += subgroup_sums[(ROWS + r) * WORKGROUP_SIZE + s];
-            total_sq += subgroup_sums[2u * ROWS * WORKGROUP_SIZE + s];
-        }
+        var gate = workgroup_sum(r, n_subgroups);
+        var up = workgroup_sum(ROWS + r, n_subgroups);
+        var total_sq = workgroup_sum(2u * ROWS, n_subgroups);
         let inv_rms = inverseSqrt(total_sq / f32(params.k) + params.eps);
         let a = gate * inv_rms;
         out[row0 + r] = a / (1.0 + exp(-a)) * (up * inv_rms);

@@ -48,7 +48,8 @@ override W_F16: bool = true;
 const MAX_ROWS: u32 = 8u;
 
 // Each subgroup's sum for each of the 2 * ROWS rows, then of x^2: [2 * ROWS + 1][WORKGROUP_SIZE].
-var<workgroup> subgroup_sums: array<f32, (2u * ROWS + 1u) * WORKGROUP_SIZE>;
+override SUMS: u32 = 2u * ROWS + 1u;
+// include: workgroup_sums_subgroup
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -89,25 +90,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < 2u * ROWS; r++) {
-        let sum = subgroupAdd(acc[r]);
-        if (lane == 0u) {
-            subgroup_sums[r * WORKGROUP_SIZE + subgroup] = sum;
-        }
+        keep_subgroup_sum(r, acc[r], lane, subgroup);
     }
-    let sq = subgroupAdd(sum_sq);
-    if (lane == 0u) {
-        subgroup_sums[2u * ROWS * WORKGROUP_SIZE + subgroup] = sq;
-    }
+    keep_subgroup_sum(2u * ROWS, sum_sq, lane, subgroup);
     workgroupBarrier();
     for (var r = lid; r < ROWS && i0 + r < params.n; r += WORKGROUP_SIZE) {
-        var a = 0.0;
-        var b = 0.0;
-        var total_sq = 0.0;
-        for (var s = 0u; s < n_subgroups; s++) {
-            a += subgroup_sums[r * WORKGROUP_SIZE + s];
-            b += subgroup_sums[(ROWS + r) * WORKGROUP_SIZE + s];
-            total_sq += subgroup_sums[2u * ROWS * WORKGROUP_SIZE + s];
-        }
+        var a = workgroup_sum(r, n_subgroups);
+        var b = workgroup_sum(ROWS + r, n_subgroups);
+        var total_sq = workgroup_sum(2u * ROWS, n_subgroups);
         let inv_rms = inverseSqrt(total_sq / f32(params.k) + params.eps);
         a *= inv_rms;
         // exp(-a) overflows to +inf for a < -88; 1 / (1 + inf) = 0 is the right limit.

@@ -8,7 +8,8 @@
 //! builds its per-token ops once and replays them.
 //!
 //! Every shader is compiled as `common.wgsl` + its own file (any `enable` lines of the file go
-//! first, as WGSL requires). Pipeline-time constants (workgroup size, tiles) are WGSL `override`s
+//! first, as WGSL requires), with the shared pieces of shaders/parts/ spliced in where the file
+//! says `// include: <name>`. Pipeline-time constants (workgroup size, tiles) are WGSL `override`s
 //! set through `PipelineCompilationOptions::constants`; per-dispatch values go in `Params`.
 
 use std::sync::Arc;
@@ -60,11 +61,28 @@ macro_rules! shader {
 }
 pub(crate) use shader;
 
+/// Pieces of WGSL that several kernels share (shaders/parts/), spliced in where a kernel has the
+/// line `// include: <name>` (WGSL has no include of its own).
+const PARTS: &[(&str, &str)] =
+    &[("workgroup_sums_subgroup", include_str!("../../../shaders/parts/workgroup_sums_subgroup.wgsl"))];
+
 impl Shader {
-    /// `enable` directives of the file, then common.wgsl, then the rest of the file.
+    /// `enable` directives of the file, then common.wgsl, then the rest of the file with each
+    /// `// include: <name>` line replaced by that part. An unknown name becomes a line that does
+    /// not compile, so the pipeline's error names it.
     pub(crate) fn compose(&self) -> String {
         let (enables, body): (Vec<&str>, Vec<&str>) =
             self.source.lines().partition(|l| l.trim_start().starts_with("enable "));
+        let body: Vec<String> = body
+            .into_iter()
+            .map(|line| match line.trim_start().strip_prefix("// include: ") {
+                Some(name) => match PARTS.iter().find(|(part, _)| *part == name.trim()) {
+                    Some((_, text)) => text.to_string(),
+                    None => format!("unknown_shader_part {name};"),
+                },
+                None => line.to_string(),
+            })
+            .collect();
         format!("{}\n{}\n{}", enables.join("\n"), COMMON, body.join("\n"))
     }
 }
