@@ -1,7 +1,8 @@
 // parts/workgroup_sums_subgroup.wgsl: sums of per-thread values over a workgroup, SUMS of them
 // at once, for the subgroup kernels of the matvec family. A kernel splices it in with the line
 // `// include: workgroup_sums_subgroup` and declares `override SUMS: u32` (values per thread) and
-// `WORKGROUP_SIZE`. Each subgroup folds its lanes' value j with subgroupAdd and lane 0 keeps the
+// `WORKGROUP_SIZE` before that line (naga 30 fails on a workgroup array sized by an override
+// declared after it). Each subgroup folds its lanes' value j with subgroupAdd and lane 0 keeps the
 // sum (so at most WORKGROUP_SIZE subgroups, one per thread at worst); after a workgroupBarrier any
 // thread reads slot j's total over the subgroups.
 

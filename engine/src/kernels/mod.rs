@@ -63,8 +63,10 @@ pub(crate) use shader;
 
 /// Pieces of WGSL that several kernels share (shaders/parts/), spliced in where a kernel has the
 /// line `// include: <name>` (WGSL has no include of its own).
-const PARTS: &[(&str, &str)] =
-    &[("workgroup_sums_subgroup", include_str!("../../../shaders/parts/workgroup_sums_subgroup.wgsl"))];
+const PARTS: &[(&str, &str)] = &[
+    ("workgroup_sums_subgroup", include_str!("../../../shaders/parts/workgroup_sums_subgroup.wgsl")),
+    ("attention_decode_split", include_str!("../../../shaders/parts/attention_decode_split.wgsl")),
+];
 
 impl Shader {
     /// `enable` directives of the file, then common.wgsl, then the rest of the file with each
