@@ -6,7 +6,7 @@
 
 use shaderlm_engine::kernels::{
     add, attention_decode, attention_prefill, embedding, matmul, matvec, matvec_batch, rms_norm, rms_norm_matvec,
-    rms_norm_matvec_rope_kv_cache, rms_norm_matvec_swiglu, rope, rope_kv_cache, rope_kv_cache_batched, swiglu,
+    rms_norm_matvec_rope_kv_cache, rms_norm_matvec_swiglu, rope, rope_kv_cache, swiglu,
 };
 use rms_norm_matvec_rope_kv_cache::Heads;
 use shaderlm_engine::{DType, Gpu, Op, Recorder, Tensor};
@@ -198,7 +198,7 @@ fn norm_qkv_rope_batched(
         op = op.then(add::add_bias(gpu, qkv, bias)?);
     }
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
-    let rope = rope_kv_cache_batched::rope_kv_cache_batched;
+    let rope = rope_kv_cache::rope_kv_cache_batched;
     Ok(op.then(rope(gpu, qkv, inv_freq, pos, q, k_cache, v_cache, n_heads, n_kv_heads, head_dim)?))
 }
 

@@ -1,5 +1,5 @@
 use crate::common::*;
-use shaderlm_engine::kernels::{rope, rope_kv_cache_batched::rope_kv_cache_batched};
+use shaderlm_engine::kernels::{rope, rope_kv_cache::rope_kv_cache_batched};
 use shaderlm_engine::{reference, DType, Error, Gpu, Tensor};
 
 /// As tests/kernels/rope_kv_cache.rs: exact angle reduction leaves f32 sin/cos and rounding.

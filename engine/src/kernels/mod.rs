@@ -35,7 +35,6 @@ pub mod rms_norm_matvec_rope_kv_cache;
 pub mod rms_norm_matvec_swiglu;
 pub mod rope;
 pub mod rope_kv_cache;
-pub mod rope_kv_cache_batched;
 pub mod sample;
 pub mod silu_mul;
 pub mod softmax;

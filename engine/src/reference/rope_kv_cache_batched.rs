@@ -1,4 +1,4 @@
-//! CPU reference for kernels::rope_kv_cache_batched: reference::rope_kv_cache on each row alone,
+//! CPU reference for kernels::rope_kv_cache::rope_kv_cache_batched: reference::rope_kv_cache on each row alone,
 //! at its own position, into its own cache slot.
 
 /// Row b of `qkv` (`[B, (n_heads + 2 n_kv_heads) * head_dim]`) is rotated to position `pos[b]`;
