@@ -36,18 +36,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-override THREADS_M: u32 = 16u;
-override THREADS_N: u32 = 16u;
-override TILE_K: u32 = 16u;
 override W_F16: bool = false;
-
-// Outputs per thread along m and n (a vec4 of accumulators per row).
-const PER_THREAD: u32 = 4u;
-
-// Staged tiles, k-major: x_tile[kk][mm], w_tile[kk][nn]. One float of padding per k-row keeps
-// the transposing stores off a single memory bank.
-var<workgroup> x_tile: array<f32, TILE_K * (PER_THREAD * THREADS_M + 1u)>;
-var<workgroup> w_tile: array<f32, TILE_K * (PER_THREAD * THREADS_N + 1u)>;
 
 // Element `i` (flat index into this chunk) of W.
 fn weight(i: u32) -> f32 {
@@ -57,71 +46,22 @@ fn weight(i: u32) -> f32 {
     return bitcast<f32>(w[i]);
 }
 
-@compute @workgroup_size(THREADS_N, THREADS_M)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(local_invocation_id) tid: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let tile_m = PER_THREAD * THREADS_M;
-    let tile_n = PER_THREAD * THREADS_N;
-    let m0 = wid.y * tile_m;
-    let n0 = wid.x * tile_n;
-    let threads = THREADS_M * THREADS_N;
+// The tiling, the x tile and the product, shared by the matmul family (naga wants this
+// kernel's overrides declared before the shared entry point that uses them).
+// include: matmul_tiled
 
-    var acc: array<vec4<f32>, PER_THREAD>;
-    for (var i = 0u; i < PER_THREAD; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
-
-    for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
-        // Stage both tiles. Consecutive threads take consecutive k of one row: coalesced reads.
-        for (var e = lid; e < TILE_K * tile_m; e += threads) {
-            let kk = e % TILE_K;
-            let mm = e / TILE_K;
-            let gm = m0 + mm;
-            let gk = k0 + kk;
-            var v = 0.0;
-            if (gm < params.m && gk < params.k) {
-                v = x[gm * params.k + gk];
-            }
-            x_tile[kk * (tile_m + 1u) + mm] = v;
+// Stages the W tile of rows n0 .. n0 + tile_n and columns k0 .. k0 + TILE_K into w_tile
+// (k-major, as parts/matmul_tiled.wgsl reads it), zeros past the edges.
+fn stage_w_tile(k0: u32, n0: u32, tile_n: u32, lid: u32, threads: u32) {
+    for (var e = lid; e < TILE_K * tile_n; e += threads) {
+        let kk = e % TILE_K;
+        let nn = e / TILE_K;
+        let gn = n0 + nn;
+        let gk = k0 + kk;
+        var v = 0.0;
+        if (gn < params.n && gk < params.k) {
+            v = weight(gn * params.k + gk);
         }
-        for (var e = lid; e < TILE_K * tile_n; e += threads) {
-            let kk = e % TILE_K;
-            let nn = e / TILE_K;
-            let gn = n0 + nn;
-            let gk = k0 + kk;
-            var v = 0.0;
-            if (gn < params.n && gk < params.k) {
-                v = weight(gn * params.k + gk);
-            }
-            w_tile[kk * (tile_n + 1u) + nn] = v;
-        }
-        workgroupBarrier();
-
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let xrow = kk * (tile_m + 1u) + tid.y;
-            let wrow = kk * (tile_n + 1u) + tid.x;
-            let b = vec4<f32>(w_tile[wrow],
-                              w_tile[wrow + THREADS_N],
-                              w_tile[wrow + 2u * THREADS_N],
-                              w_tile[wrow + 3u * THREADS_N]);
-            for (var i = 0u; i < PER_THREAD; i++) {
-                acc[i] += x_tile[xrow + i * THREADS_M] * b;
-            }
-        }
-        workgroupBarrier();
-    }
-
-    for (var i = 0u; i < PER_THREAD; i++) {
-        let gm = m0 + tid.y + i * THREADS_M;
-        if (gm >= params.m) {
-            break;
-        }
-        for (var j = 0u; j < PER_THREAD; j++) {
-            let gn = n0 + tid.x + j * THREADS_N;
-            if (gn < params.n) {
-                y[gm * params.y_stride + params.row_offset + gn] = acc[i][j];
-            }
-        }
+        w_tile[kk * (tile_n + 1u) + nn] = v;
     }
 }

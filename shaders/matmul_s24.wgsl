@@ -45,20 +45,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
-override THREADS_M: u32 = 16u;
-override THREADS_N: u32 = 16u;
-override TILE_K: u32 = 16u;
 override S24Q4: bool = false;
 
-// Outputs per thread along m and n (a vec4 of accumulators per row).
-const PER_THREAD: u32 = 4u;
 // Weight elements per group of the 2:4 pattern (one per thread and staging step).
 const GROUP: u32 = 4u;
-
-// Staged tiles, k-major: x_tile[kk][mm], w_tile[kk][nn]. One float of padding per k-row keeps
-// the transposing stores off a single memory bank.
-var<workgroup> x_tile: array<f32, TILE_K * (PER_THREAD * THREADS_M + 1u)>;
-var<workgroup> w_tile: array<f32, TILE_K * (PER_THREAD * THREADS_N + 1u)>;
 
 // The four elements of flat group j: its two kept values at their positions, zeros elsewhere.
 fn group_values(j: u32) -> vec4<f32> {
@@ -81,75 +71,26 @@ fn group_values(j: u32) -> vec4<f32> {
     return select(first, vec4<f32>(kept.y), lanes == vec4<u32>((positions >> 2u) & 3u));
 }
 
-@compute @workgroup_size(THREADS_N, THREADS_M)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(local_invocation_id) tid: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let tile_m = PER_THREAD * THREADS_M;
-    let tile_n = PER_THREAD * THREADS_N;
-    let m0 = wid.y * tile_m;
-    let n0 = wid.x * tile_n;
-    let threads = THREADS_M * THREADS_N;
+// The tiling, the x tile and the product, shared by the matmul family (naga wants this
+// kernel's overrides declared before the shared entry point that uses them).
+// include: matmul_tiled
 
-    var acc: array<vec4<f32>, PER_THREAD>;
-    for (var i = 0u; i < PER_THREAD; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
-
-    for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
-        // Stage the x tile. Consecutive threads take consecutive k of one row: coalesced reads.
-        for (var e = lid; e < TILE_K * tile_m; e += threads) {
-            let kk = e % TILE_K;
-            let mm = e / TILE_K;
-            let gm = m0 + mm;
-            let gk = k0 + kk;
-            var v = 0.0;
-            if (gm < params.m && gk < params.k) {
-                v = x[gm * params.k + gk];
-            }
-            x_tile[kk * (tile_m + 1u) + mm] = v;
+// Stages the W tile of rows n0 .. n0 + tile_n and columns k0 .. k0 + TILE_K into w_tile
+// (k-major, as parts/matmul_tiled.wgsl reads it), zeros past the edges.
+fn stage_w_tile(k0: u32, n0: u32, tile_n: u32, lid: u32, threads: u32) {
+    // Stage the W tile a group of four at a time, unpacked; neighbouring threads take
+    // neighbouring groups of one row.
+    for (var e = lid; e < (TILE_K / GROUP) * tile_n; e += threads) {
+        let kg = e % (TILE_K / GROUP);
+        let nn = e / (TILE_K / GROUP);
+        let gn = n0 + nn;
+        let kk = kg * GROUP;
+        var w = vec4<f32>(0.0);
+        if (gn < params.n && k0 + kk < params.k) {
+            w = group_values((gn * params.k + k0 + kk) / GROUP);
         }
-        // Stage the W tile a group of four at a time, unpacked; neighbouring threads take
-        // neighbouring groups of one row.
-        for (var e = lid; e < (TILE_K / GROUP) * tile_n; e += threads) {
-            let kg = e % (TILE_K / GROUP);
-            let nn = e / (TILE_K / GROUP);
-            let gn = n0 + nn;
-            let kk = kg * GROUP;
-            var w = vec4<f32>(0.0);
-            if (gn < params.n && k0 + kk < params.k) {
-                w = group_values((gn * params.k + k0 + kk) / GROUP);
-            }
-            for (var i = 0u; i < GROUP; i++) {
-                w_tile[(kk + i) * (tile_n + 1u) + nn] = w[i];
-            }
-        }
-        workgroupBarrier();
-
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let xrow = kk * (tile_m + 1u) + tid.y;
-            let wrow = kk * (tile_n + 1u) + tid.x;
-            let b = vec4<f32>(w_tile[wrow],
-                              w_tile[wrow + THREADS_N],
-                              w_tile[wrow + 2u * THREADS_N],
-                              w_tile[wrow + 3u * THREADS_N]);
-            for (var i = 0u; i < PER_THREAD; i++) {
-                acc[i] += x_tile[xrow + i * THREADS_M] * b;
-            }
-        }
-        workgroupBarrier();
-    }
-
-    for (var i = 0u; i < PER_THREAD; i++) {
-        let gm = m0 + tid.y + i * THREADS_M;
-        if (gm >= params.m) {
-            break;
-        }
-        for (var j = 0u; j < PER_THREAD; j++) {
-            let gn = n0 + tid.x + j * THREADS_N;
-            if (gn < params.n) {
-                y[gm * params.y_stride + params.row_offset + gn] = acc[i][j];
-            }
+        for (var i = 0u; i < GROUP; i++) {
+            w_tile[(kk + i) * (tile_n + 1u) + nn] = w[i];
         }
     }
 }

@@ -66,6 +66,7 @@ const PARTS: &[(&str, &str)] = &[
     ("workgroup_sums_subgroup", include_str!("../../../shaders/parts/workgroup_sums_subgroup.wgsl")),
     ("attention_decode_split", include_str!("../../../shaders/parts/attention_decode_split.wgsl")),
     ("rope_kv_cache_rows", include_str!("../../../shaders/parts/rope_kv_cache_rows.wgsl")),
+    ("matmul_tiled", include_str!("../../../shaders/parts/matmul_tiled.wgsl")),
 ];
 
 impl Shader {
