@@ -64,7 +64,8 @@ override ACCUMULATE: bool = false;
 const MAX_ROWS: u32 = 16u;
 
 // Each subgroup's sum for each row: [ROWS][WORKGROUP_SIZE] (at most one subgroup per thread).
-var<workgroup> subgroup_sums: array<f32, ROWS * WORKGROUP_SIZE>;
+override SUMS: u32 = ROWS;
+// include: workgroup_sums_subgroup
 
 // The x of a group's lower kept slot (position 0, 1 or 2: bits 0, 1 of `pair`) and of its upper
 // one (1, 2 or 3: bits 2, 3). The lower position is below the upper one (dtype.rs), so each is
@@ -162,17 +163,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = flat_group_id(wid, nwg) * ROWS;
     var acc = partial_sums(row0, lid);
     for (var r = 0u; r < ROWS; r++) {
-        let sum = subgroupAdd(acc[r]);
-        if (lane == 0u) {
-            subgroup_sums[r * WORKGROUP_SIZE + subgroup] = sum;
-        }
+        keep_subgroup_sum(r, acc[r], lane, subgroup);
     }
     workgroupBarrier();
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        var total = 0.0;
-        for (var s = 0u; s < n_subgroups; s++) {
-            total += subgroup_sums[r * WORKGROUP_SIZE + s];
-        }
+        var total = workgroup_sum(r, n_subgroups);
         let i = params.row_offset + row0 + r;
         if (ACCUMULATE) {
             y[i] += total;

@@ -63,7 +63,8 @@ override ACCUMULATE: bool = false;
 const MAX_ROWS: u32 = 16u;
 
 // Each subgroup's sum for each row: [ROWS][WORKGROUP_SIZE] (at most one subgroup per thread).
-var<workgroup> subgroup_sums: array<f32, ROWS * WORKGROUP_SIZE>;
+override SUMS: u32 = ROWS;
+// include: workgroup_sums_subgroup
 
 // Block c's x rounded to int8: u32 g holds group g's four values (element i of the group in
 // byte i), and the steps d of the block's two halves (groups 0..8 and 8..16).
@@ -140,17 +141,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < ROWS; r++) {
-        let sum = subgroupAdd(acc[r]);
-        if (lane == 0u) {
-            subgroup_sums[r * WORKGROUP_SIZE + subgroup] = sum;
-        }
+        keep_subgroup_sum(r, acc[r], lane, subgroup);
     }
     workgroupBarrier();
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        var total = 0.0;
-        for (var s = 0u; s < n_subgroups; s++) {
-            total += subgroup_sums[r * WORKGROUP_SIZE + s];
-        }
+        var total = workgroup_sum(r, n_subgroups);
         let i = params.row_offset + row0 + r;
         if (ACCUMULATE) {
             y[i] += total;
