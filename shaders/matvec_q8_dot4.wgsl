@@ -93,6 +93,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_id) subgroup: u32,
         @builtin(num_subgroups) n_subgroups: u32) {
+    let ids = SumIds(lid, lane, subgroup, n_subgroups);
     let row0 = flat_group_id(wid, nwg) * ROWS;
     let blocks = params.k / 32u;
     // A workgroup past the last row re-reads the last row and does not store those sums.
@@ -114,11 +115,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < ROWS; r++) {
-        keep_subgroup_sum(r, acc[r], lane, subgroup);
+        keep_sum(r, acc[r], ids);
     }
-    workgroupBarrier();
+    fold_sums(ids);
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        var total = workgroup_sum(r, n_subgroups);
+        var total = workgroup_sum(r, ids);
         let i = params.row_offset + row0 + r;
         if (ACCUMULATE) {
             y[i] += total;

@@ -105,6 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_id) subgroup: u32,
         @builtin(num_subgroups) n_subgroups: u32) {
+    let ids = SumIds(lid, lane, subgroup, n_subgroups);
     let row0 = flat_group_id(wid, nwg) * ROWS;
     // A workgroup past the last row re-reads the last row and does not store those sums.
     var acc: array<f32, MAX_ROWS>;  // zero-initialized
@@ -124,13 +125,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < ROWS; r++) {
-        keep_subgroup_sum(r, acc[r], lane, subgroup);
+        keep_sum(r, acc[r], ids);
     }
-    keep_subgroup_sum(ROWS, sum_sq, lane, subgroup);
-    workgroupBarrier();
+    keep_sum(ROWS, sum_sq, ids);
+    fold_sums(ids);
     for (var r = lid; r < ROWS && row0 + r < params.rows; r += WORKGROUP_SIZE) {
-        var total = workgroup_sum(r, n_subgroups);
-        var total_sq = workgroup_sum(ROWS, n_subgroups);
+        var total = workgroup_sum(r, ids);
+        var total_sq = workgroup_sum(ROWS, ids);
         y[row0 + r] = total * inverseSqrt(total_sq / f32(params.k) + params.eps);
     }
 }

@@ -107,6 +107,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_id) subgroup: u32,
         @builtin(num_subgroups) n_subgroups: u32) {
+    let ids = SumIds(lid, lane, subgroup, n_subgroups);
     let t = task(flat_group_id(wid, nwg));
     // acc[r]: this thread's share of local row r; sum_sq: its share of sum_k x[k]^2.
     var acc: array<f32, ROWS>;  // zero-initialized
@@ -130,20 +131,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < ROWS; r++) {
-        keep_subgroup_sum(r, acc[r], lane, subgroup);
+        keep_sum(r, acc[r], ids);
     }
-    keep_subgroup_sum(ROWS, sum_sq, lane, subgroup);
-    workgroupBarrier();
+    keep_sum(ROWS, sum_sq, ids);
+    fold_sums(ids);
     if (lid != 0u) {
         return;
     }
 
     // Thread 0: the 8 outputs, scaled by 1 / rms, rotated, stored.
     var y: array<f32, ROWS>;
-    var total_sq = workgroup_sum(ROWS, n_subgroups);
+    var total_sq = workgroup_sum(ROWS, ids);
     let inv_rms = inverseSqrt(total_sq / f32(params.k) + params.eps);
     for (var r = 0u; r < ROWS; r++) {
-        var total = workgroup_sum(r, n_subgroups);
+        var total = workgroup_sum(r, ids);
         y[r] = total * inv_rms;
     }
     rotate_and_store(t, y);

@@ -97,6 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_id) subgroup: u32,
         @builtin(num_subgroups) n_subgroups: u32) {
+    let ids = SumIds(lid, lane, subgroup, n_subgroups);
     let row0 = flat_group_id(wid, nwg) * ROWS;
     let blocks = params.k / 32u;
     // Outputs row0 .. row0 + ROWS: gate rows row0 + r and up rows n + row0 + r. A workgroup past
@@ -121,14 +122,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     for (var r = 0u; r < 2u * ROWS; r++) {
-        keep_subgroup_sum(r, acc[r], lane, subgroup);
+        keep_sum(r, acc[r], ids);
     }
-    keep_subgroup_sum(2u * ROWS, sum_sq, lane, subgroup);
-    workgroupBarrier();
+    keep_sum(2u * ROWS, sum_sq, ids);
+    fold_sums(ids);
     for (var r = lid; r < ROWS && row0 + r < params.n; r += WORKGROUP_SIZE) {
-        var gate = workgroup_sum(r, n_subgroups);
-        var up = workgroup_sum(ROWS + r, n_subgroups);
-        var total_sq = workgroup_sum(2u * ROWS, n_subgroups);
+        var gate = workgroup_sum(r, ids);
+        var up = workgroup_sum(ROWS + r, ids);
+        var total_sq = workgroup_sum(2u * ROWS, ids);
         let inv_rms = inverseSqrt(total_sq / f32(params.k) + params.eps);
         let a = gate * inv_rms;
         out[row0 + r] = a / (1.0 + exp(-a)) * (up * inv_rms);

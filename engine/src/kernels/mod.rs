@@ -64,6 +64,14 @@ pub(crate) use shader;
 /// line `// include: <name>` (WGSL has no include of its own).
 const PARTS: &[(&str, &str)] = &[
     ("workgroup_sums_subgroup", include_str!("../../../shaders/parts/workgroup_sums_subgroup.wgsl")),
+    ("workgroup_sums_tree", include_str!("../../../shaders/parts/workgroup_sums_tree.wgsl")),
+    ("matvec_body", include_str!("../../../shaders/parts/matvec_body.wgsl")),
+    ("matvec_q8_body", include_str!("../../../shaders/parts/matvec_q8_body.wgsl")),
+    ("matvec_q4_body", include_str!("../../../shaders/parts/matvec_q4_body.wgsl")),
+    ("rms_norm_matvec_body", include_str!("../../../shaders/parts/rms_norm_matvec_body.wgsl")),
+    ("rms_norm_matvec_swiglu_body", include_str!("../../../shaders/parts/rms_norm_matvec_swiglu_body.wgsl")),
+    ("rms_norm_matvec_rope_kv_cache_body", include_str!("../../../shaders/parts/rms_norm_matvec_rope_kv_cache_body.wgsl")),
+    ("matvec_s24_body", include_str!("../../../shaders/parts/matvec_s24_body.wgsl")),
     ("attention_decode_split", include_str!("../../../shaders/parts/attention_decode_split.wgsl")),
     ("rope_kv_cache_rows", include_str!("../../../shaders/parts/rope_kv_cache_rows.wgsl")),
     ("matmul_tiled", include_str!("../../../shaders/parts/matmul_tiled.wgsl")),
@@ -71,22 +79,31 @@ const PARTS: &[(&str, &str)] = &[
 
 impl Shader {
     /// `enable` directives of the file, then common.wgsl, then the rest of the file with each
-    /// `// include: <name>` line replaced by that part. An unknown name becomes a line that does
-    /// not compile, so the pipeline's error names it.
+    /// `// include: <name>` line replaced by that part (parts may include parts). An unknown name
+    /// becomes a line that does not compile, so the pipeline's error names it.
     pub(crate) fn compose(&self) -> String {
         let (enables, body): (Vec<&str>, Vec<&str>) =
             self.source.lines().partition(|l| l.trim_start().starts_with("enable "));
-        let body: Vec<String> = body
-            .into_iter()
-            .map(|line| match line.trim_start().strip_prefix("// include: ") {
-                Some(name) => match PARTS.iter().find(|(part, _)| *part == name.trim()) {
-                    Some((_, text)) => text.to_string(),
-                    None => format!("unknown_shader_part {name};"),
-                },
-                None => line.to_string(),
-            })
-            .collect();
-        format!("{}\n{}\n{}", enables.join("\n"), COMMON, body.join("\n"))
+        let mut out = format!("{}\n{}\n", enables.join("\n"), COMMON);
+        splice_parts(&body, &mut out, 0);
+        out
+    }
+}
+
+/// Appends `lines` to `out`, each `// include: <name>` line replaced by that part, recursively
+/// (up to a depth no real nesting reaches, so a part that includes itself stops).
+fn splice_parts(lines: &[&str], out: &mut String, depth: usize) {
+    for line in lines {
+        match line.trim_start().strip_prefix("// include: ").map(str::trim) {
+            Some(name) => match PARTS.iter().find(|(part, _)| *part == name) {
+                Some((_, text)) if depth < 4 => splice_parts(&text.lines().collect::<Vec<_>>(), out, depth + 1),
+                _ => out.push_str(&format!("unknown_shader_part {name};\n")),
+            },
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
     }
 }
 
