@@ -1,4 +1,4 @@
-//! matvec_batch vs reference::matmul: F32 and F16 weights, a few rows of x, several workgroup
+//! matvec_batch vs reference::matmul: F32, F16, Q8, Q4 and Q4G128 weights, a few rows of x, several workgroup
 //! shapes (the batch of x rows per workgroup dividing m or not), the accumulating form, a weight
 //! bound in row chunks, and that `matmul` takes it for a few rows.
 //!
@@ -20,9 +20,23 @@ fn check(gpu: &Gpu, (m, n, k): (usize, usize, usize), dtype: DType, config: Opti
     if dtype == DType::F16 {
         ws = round_f16(&ws);
     }
+    // A packed weight: the reference sees its dequantized values.
+    let packed = match dtype {
+        DType::Q8 => Some(shaderlm_engine::dtype::quantize_q8(&ws, n, k).unwrap()),
+        DType::Q4 | DType::Q4G128 => {
+            Some(shaderlm_engine::dtype::quantize_q4(&ws, n, k, dtype.group().unwrap()).unwrap())
+        }
+        _ => None,
+    };
+    if let Some(words) = &packed {
+        ws = shaderlm_engine::dtype::dequantize(dtype, words, n, k).unwrap();
+    }
     let y0 = rng.vec(m * n, 1.0);
     let x = Tensor::from_f32(gpu, &[m, k], DType::F32, &xs).unwrap();
-    let w = Tensor::from_f32(gpu, &[n, k], dtype, &ws).unwrap();
+    let w = match &packed {
+        Some(words) => Tensor::from_words(gpu, &[n, k], dtype, words).unwrap(),
+        None => Tensor::from_f32(gpu, &[n, k], dtype, &ws).unwrap(),
+    };
     let y = Tensor::from_f32(gpu, &[m, n], DType::F32, &y0).unwrap();
     let config = config.unwrap_or_else(|| MatvecBatchConfig::for_gpu(gpu, m));
     let op = matvec_batch_with(gpu, &x, &w, &y, config, accumulate).unwrap();
@@ -59,6 +73,20 @@ fn matvec_batch_matches_reference() {
     }
 }
 
+/// Q8, Q4 and Q4G128 weights (k a multiple of their group), with the default and other shapes.
+#[test]
+fn matvec_batch_packed_matches_reference() {
+    let config = MatvecBatchConfig { workgroup_size: 32, rows_per_workgroup: 3, batch: 5 };
+    for gpu in gpus() {
+        for dtype in [DType::Q8, DType::Q4, DType::Q4G128] {
+            for shape in [(1, 7, 128), (5, 33, 256), (9, 17, 384)] {
+                check(gpu, shape, dtype, None, false);
+                check(gpu, shape, dtype, Some(config), true);
+            }
+        }
+    }
+}
+
 #[test]
 fn matvec_batch_shapes_and_accumulate() {
     let configs = [
@@ -85,6 +113,11 @@ fn matvec_batch_binds_a_large_weight_in_row_chunks() {
     assert!(w.row_chunks(&gpu).unwrap().len() >= 3);
     check(&gpu, (6, 300, 64), DType::F16, None, false);
     check(&gpu, (6, 300, 64), DType::F32, None, true);
+    // 300 Q4 rows of 256: 128 bytes of quants and 32 of scales each, over 16 KiB in all.
+    let w = Tensor::empty(&gpu, &[300, 256], DType::Q4).unwrap();
+    assert!(w.row_chunks(&gpu).unwrap().len() >= 2);
+    check(&gpu, (6, 300, 256), DType::Q4, None, true);
+    check(&gpu, (3, 300, 256), DType::Q8, None, false);
 }
 
 #[test]
@@ -115,5 +148,5 @@ fn matvec_batch_rejects_bad_input() {
     shape_err(matvec_batch_with(gpu, &x, &w, &y, bad, false));
     let bad = MatvecBatchConfig { workgroup_size: 48, rows_per_workgroup: 1, batch: 1 };
     shape_err(matvec_batch_with(gpu, &x, &w, &y, bad, false));
-    assert!(matches!(matvec_batch(gpu, &x, &t(&[16, 64], DType::Q8), &y), Err(Error::DType { .. })));
+    assert!(matches!(matvec_batch(gpu, &x, &t(&[16, 64], DType::S24F16), &y), Err(Error::DType { .. })));
 }

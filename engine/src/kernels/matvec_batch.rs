@@ -4,8 +4,10 @@
 //! GPU, while this kernel spreads the rows of W over the workgroups as the single-row matvec does
 //! and reads each weight word once for every `batch` rows of x.
 //!
-//! [`crate::kernels::matmul::matmul`] takes this kernel by itself for float weights and
-//! `m <= SMALL_M`; [`matvec_batch_accumulate`] is the residual-add form (`y += ...`).
+//! [`crate::kernels::matmul::matmul`] takes this kernel by itself for float and packed (Q8, Q4,
+//! Q4G128) weights and `m <= SMALL_M`; [`matvec_batch_accumulate`] is the residual-add form
+//! (`y += ...`). Packed weights take shaders/matvec_batch_quant.wgsl, which dequantizes each
+//! 4-byte quant word once for all the rows of x it serves.
 //! A weight larger than one storage binding is bound in row chunks, one dispatch each.
 
 use super::{dims2, dispatch, expect_dtype, expect_shape, shader, Bind, Op, Shader};
@@ -13,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::{DType, Gpu, Tensor};
 
 const SHADER: Shader = shader!("matvec_batch");
+const QUANT: Shader = shader!("matvec_batch_quant");
 
 /// The shader's accumulator array: `rows_per_workgroup * batch` may not exceed it.
 pub const MAX_ACC: u32 = 16;
@@ -29,7 +32,8 @@ pub struct Params {
     pub rows: u32,
     /// Elements per row of W and of x.
     pub k: u32,
-    /// 16-byte words per row of W: `k / 8` (F16) or `k / 4` (F32).
+    /// Words per row of W: 16-byte words, `k / 8` (F16) or `k / 4` (F32); 4-byte quant words,
+    /// `k / 4` (Q8) or `k / 8` (Q4, Q4G128).
     pub row_words: u32,
     /// Column of y of this dispatch's first row of W.
     pub row_offset: u32,
@@ -67,25 +71,32 @@ impl MatvecBatchConfig {
 }
 
 /// Whether [`matvec_batch`] takes these operands: a float weight whose rows are whole 16-byte
-/// words, x of at most [`SMALL_M`] rows, 16-byte aligned bindings.
+/// words or a Q8 / Q4 / Q4G128 one, x of at most [`SMALL_M`] rows, 16-byte aligned bindings.
 pub fn fits(gpu: &Gpu, x: &Tensor, w: &Tensor) -> bool {
     let (Some(&m), Some(&k)) = (x.shape().first(), w.shape().last()) else { return false };
-    let per_word = match w.dtype() {
-        DType::F16 => 8,
-        DType::F32 => 4,
-        _ => return false,
-    };
+    let Some(per_word) = elements_per_word(w.dtype()) else { return false };
     let aligned = |t: &Tensor| t.offset().is_multiple_of(16);
     (1..=SMALL_M).contains(&m)
         && x.shape().len() == 2
         && k > 0
         && k.is_multiple_of(per_word)
         && aligned(x)
-        && w.row_chunks(gpu).is_ok_and(|chunks| chunks.iter().all(|(_, c)| aligned(c)))
+        && (w.dtype().is_packed() || w.row_chunks(gpu).is_ok_and(|chunks| chunks.iter().all(|(_, c)| aligned(c))))
+}
+
+/// Elements per word the kernel reads: a 16-byte word of F16 (8) or F32 (4), a 4-byte quant
+/// word of Q8 (4) or Q4 / Q4G128 (8); `None` for what it does not take.
+fn elements_per_word(dtype: DType) -> Option<usize> {
+    match dtype {
+        DType::F16 | DType::Q4 | DType::Q4G128 => Some(8),
+        DType::F32 | DType::Q8 => Some(4),
+        _ => None,
+    }
 }
 
 /// `y[b, n] = sum_k x[b, k] * w[n, k]`. `x`: `[M, K]` F32; `w`: `[N, K]` F32 or F16 with
-/// `K % 8 == 0` (F16) or `K % 4 == 0` (F32); `y`: `[M, N]` F32, a buffer distinct from `x` and `w`.
+/// `K % 8 == 0` (F16) or `K % 4 == 0` (F32), or Q8, Q4, Q4G128; `y`: `[M, N]` F32, a buffer
+/// distinct from `x` and `w`.
 pub fn matvec_batch(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Op> {
     let config = MatvecBatchConfig::for_gpu(gpu, x.shape().first().copied().unwrap_or(1));
     matvec_batch_with(gpu, x, w, y, config, false)
@@ -108,7 +119,7 @@ pub fn matvec_batch_with(
 ) -> Result<Op> {
     const OP: &str = "matvec_batch";
     expect_dtype(OP, "x", x, &[DType::F32])?;
-    expect_dtype(OP, "w", w, &[DType::F32, DType::F16])?;
+    expect_dtype(OP, "w", w, &[DType::F32, DType::F16, DType::Q8, DType::Q4, DType::Q4G128])?;
     expect_dtype(OP, "y", y, &[DType::F32])?;
     let (m, k) = dims2(OP, "x", x)?;
     let (n, wk) = dims2(OP, "w", w)?;
@@ -119,7 +130,7 @@ pub fn matvec_batch_with(
     if y.same_buffer(x) || y.same_buffer(w) {
         return Err(Error::shape(OP, "y buffer (must not alias x or w)", "a distinct buffer", "shared"));
     }
-    let per_word = if w.dtype() == DType::F16 { 8 } else { 4 };
+    let per_word = elements_per_word(w.dtype()).unwrap_or(4);
     if !k.is_multiple_of(per_word) {
         return Err(Error::shape(OP, "k (rows of whole 16-byte words)", format!("a multiple of {per_word}"), k));
     }
@@ -144,17 +155,23 @@ pub fn matvec_batch_with(
     if m == 0 || n == 0 {
         return Ok(Op::empty());
     }
-    let constants = [
+    let packed = w.dtype().is_packed();
+    let mut constants = vec![
         ("WORKGROUP_SIZE", workgroup_size as f64),
         ("ROWS", rows_per_workgroup as f64),
         ("BATCH", batch as f64),
-        ("W_F16", (w.dtype() == DType::F16) as u8 as f64),
         ("ACCUMULATE", accumulate as u8 as f64),
     ];
+    if packed {
+        constants.push(("Q4", (w.dtype() != DType::Q8) as u8 as f64));
+        constants.push(("GROUP", w.dtype().group().unwrap_or(32) as f64));
+    } else {
+        constants.push(("W_F16", (w.dtype() == DType::F16) as u8 as f64));
+    }
     let batches = (m as u32).div_ceil(batch);
     let mut dispatches = Vec::new();
     for (first_row, chunk) in w.row_chunks(gpu)? {
-        if !chunk.offset().is_multiple_of(16) {
+        if !packed && !chunk.offset().is_multiple_of(16) {
             return Err(Error::shape(OP, "w chunk offset (16-byte aligned)", 0, chunk.offset() % 16));
         }
         let rows = chunk.shape()[0];
@@ -169,8 +186,15 @@ pub fn matvec_batch_with(
         };
         let uniform = gpu.uniform(OP, &params);
         let groups = (rows as u32).div_ceil(rows_per_workgroup);
-        let binds = [Bind::Tensor(&chunk), Bind::Tensor(x), Bind::Tensor(y), Bind::Uniform(&uniform)];
-        dispatches.push(dispatch(gpu, OP, &SHADER, &constants, &binds, [groups, 1, batches])?);
+        let grid = [groups, 1, batches];
+        let d = if packed {
+            let binds = [Bind::Quants(&chunk), Bind::Scales(&chunk), Bind::Tensor(x), Bind::Tensor(y), Bind::Uniform(&uniform)];
+            dispatch(gpu, OP, &QUANT, &constants, &binds, grid)?
+        } else {
+            let binds = [Bind::Tensor(&chunk), Bind::Tensor(x), Bind::Tensor(y), Bind::Uniform(&uniform)];
+            dispatch(gpu, OP, &SHADER, &constants, &binds, grid)?
+        };
+        dispatches.push(d);
     }
     Ok(Op { dispatches })
 }

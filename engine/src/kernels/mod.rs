@@ -75,6 +75,7 @@ const PARTS: &[(&str, &str)] = &[
     ("attention_decode_split", include_str!("../../../shaders/parts/attention_decode_split.wgsl")),
     ("rope_kv_cache_rows", include_str!("../../../shaders/parts/rope_kv_cache_rows.wgsl")),
     ("matmul_tiled", include_str!("../../../shaders/parts/matmul_tiled.wgsl")),
+    ("matvec_batch_body", include_str!("../../../shaders/parts/matvec_batch_body.wgsl")),
     ("dot4_q8", include_str!("../../../shaders/parts/dot4_q8.wgsl")),
     ("dot4_q4", include_str!("../../../shaders/parts/dot4_q4.wgsl")),
     ("rms_norm_matvec_dot4_body", include_str!("../../../shaders/parts/rms_norm_matvec_dot4_body.wgsl")),
