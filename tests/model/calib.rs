@@ -271,35 +271,3 @@ fn search_on_stories260k_is_never_worse_than_round_to_nearest() {
     assert!(matches!(awq::search(&model.gpu, &ckpt, &short, DType::Q4, false), Err(Error::Input(_))));
     assert!(matches!(awq::search(&model.gpu, &ckpt, &stats, DType::F16, false), Err(Error::Input(_))));
 }
-
-/// Time of calibrate + search on stories260K and SmolLM2-135M (4096 tokens of WikiText-2 valid),
-/// printed; not a check. `cargo test --test model calib_timings -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn calib_timings() {
-    let _g = GPU_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let valid = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wikitext-2/valid.txt");
-    let mut models = vec![(stories(), 256)];
-    models.extend(smollm2().map(|p| (p, 512)));
-    for (path, chunk) in models {
-        let options = LoadOptions { dtype: WeightDType::F16, ctx: Some(chunk), prefill_chunk: chunk, ..Default::default() };
-        let mut model = Model::load(&path, &options).unwrap();
-        let started = std::time::Instant::now();
-        let ids = calibration_ids(&model, &valid, 4096).unwrap();
-        let tokenize = started.elapsed().as_secs_f64();
-        let opts = CalibOptions { chunk, sample_rows: 256, progress: true };
-        let started = std::time::Instant::now();
-        let stats = calibrate(&mut model, &ids, &opts).unwrap();
-        let calib = started.elapsed().as_secs_f64();
-        let ckpt = Checkpoint::open(&path).unwrap();
-        let started = std::time::Instant::now();
-        let (_, reports) = awq::search(&model.gpu, &ckpt, &stats, DType::Q4, true).unwrap();
-        let search = started.elapsed().as_secs_f64();
-        awq::print_report(&reports);
-        eprintln!(
-            "{}: {} tokens: tokenize {tokenize:.2} s, calibrate {calib:.2} s, AWQ search (q4) {search:.2} s",
-            path.display(),
-            stats.tokens
-        );
-    }
-}
