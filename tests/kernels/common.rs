@@ -103,3 +103,36 @@ pub fn assert_close(case: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         panic!("{case}: {bad} of {} elements off (first at {i}: got {g}, want {w}; tolerance {atol} + {rtol}*|want|; worst finite error {worst})", got.len());
     }
 }
+
+/// The adapter with storage bindings capped at 64 KiB (fast and portable), so that small packed
+/// weights are bound in several row chunks.
+pub fn small_binding_gpus() -> &'static [Gpu] {
+    static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        let fast = GpuOptions { max_binding_bytes: Some(64 << 10), ..Default::default() };
+        let portable = GpuOptions { subgroups: false, shader_f16: false, cooperative_matrix: false, ..fast.clone() };
+        vec![Gpu::with_options(fast).unwrap(), Gpu::with_options(portable).unwrap()]
+    })
+}
+
+/// The row chunks of a packed `[n, k]` weight `w` bound on `gpu`: more than one, contiguous,
+/// each within the binding limit, its quants (or 2:4 values) and scales (or meta) starting at
+/// its first row's bytes, aligned. Returns them.
+#[track_caller]
+pub fn assert_packed_chunks_tile(case: &str, gpu: &Gpu, w: &Tensor, n: usize, k: usize) -> Vec<(usize, Tensor)> {
+    let (limit, align) = (gpu.info().max_binding_bytes, gpu.info().binding_alignment);
+    let dtype = w.dtype();
+    let chunks = w.row_chunks(gpu).unwrap();
+    assert!(chunks.len() > 1, "{case}: split");
+    let mut next = 0;
+    for (first, c) in &chunks {
+        assert_eq!(*first, next, "{case}: contiguous");
+        assert!(dtype.quant_bytes(c.numel()) <= limit, "{case}: quants fit");
+        assert_eq!(c.offset(), dtype.quant_bytes(first * k), "{case}: quants of the first row");
+        assert_eq!(c.scales_offset(), dtype.scales_offset(n * k) + dtype.scale_bytes(first * k));
+        assert_eq!((c.offset() % align, c.scales_offset() % align), (0, 0), "{case}: aligned");
+        next += c.shape()[0];
+    }
+    assert_eq!(next, n, "{case}: every row");
+    chunks
+}

@@ -13,8 +13,6 @@
 //! tolerance plus, for each x value that lies on a rounding boundary (the GPU may round it the
 //! other way), one step of x times |q scale|.
 
-use std::sync::OnceLock;
-
 use half::f16;
 use shaderlm::checkpoint::gguf::dequantize as gguf_dequantize;
 use shaderlm::checkpoint::StoredDType;
@@ -28,7 +26,7 @@ use shaderlm_engine::kernels::rms_norm_matvec_rope_kv_cache::{self as norm_qkv_r
 use shaderlm_engine::kernels::rms_norm_matvec_swiglu::rms_norm_matvec_swiglu;
 use shaderlm_engine::kernels::rope::inv_freq;
 use shaderlm_engine::kernels::{matmul::matmul, quantize::quantize};
-use shaderlm_engine::{reference, DType, Error, Gpu, GpuOptions, Tensor};
+use shaderlm_engine::{reference, DType, Error, Gpu, Tensor};
 
 use crate::common::*;
 use crate::matvec::{assert_close_to_scale, SUM_ATOL, SUM_RTOL};
@@ -595,37 +593,15 @@ fn rms_norm_matvec_rope_kv_cache_packed_matches_reference() {
 
 // ---- row chunks -----------------------------------------------------------------------------
 
-/// The adapter with storage bindings capped at 64 KiB (fast and portable).
-fn small_binding_gpus() -> &'static [Gpu] {
-    static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
-    GPUS.get_or_init(|| {
-        let fast = GpuOptions { max_binding_bytes: Some(64 << 10), ..Default::default() };
-        let portable = GpuOptions { subgroups: false, shader_f16: false, cooperative_matrix: false, ..fast.clone() };
-        vec![Gpu::with_options(fast).unwrap(), Gpu::with_options(portable).unwrap()]
-    })
-}
-
 /// A Q4 weight larger than one binding: its chunks tile the rows with aligned quants and
 /// scales, and matvec, matmul and the GPU quantizer over chunks match the reference.
 #[test]
 fn packed_row_chunks_match_reference() {
     for gpu in small_binding_gpus() {
-        let (limit, align) = (gpu.info().max_binding_bytes, gpu.info().binding_alignment);
         for (dtype, n, k) in [(DType::Q4, 1001, 256), (DType::Q4G128, 301, 768), (DType::Q8, 77, 1056)] {
             let case = format!("chunks of [{n}, {k}] {dtype} [{}]", path(gpu));
             let (w, deq, terms) = packed_weight(gpu, dtype, n, k, 9);
-            let chunks = w.row_chunks(gpu).unwrap();
-            assert!(chunks.len() > 1, "{case}: split");
-            let mut next = 0;
-            for (first, c) in &chunks {
-                assert_eq!(*first, next, "{case}: contiguous");
-                assert!(dtype.quant_bytes(c.numel()) <= limit, "{case}: quants fit");
-                assert_eq!(c.offset(), dtype.quant_bytes(first * k), "{case}: quants of the first row");
-                assert_eq!(c.scales_offset(), dtype.scales_offset(n * k) + dtype.scale_bytes(first * k));
-                assert_eq!((c.offset() % align, c.scales_offset() % align), (0, 0), "{case}: aligned");
-                next += c.shape()[0];
-            }
-            assert_eq!(next, n, "{case}: every row");
+            let chunks = assert_packed_chunks_tile(&case, gpu, &w, n, k);
 
             let xs = Rng::new(5).vec(k, 1.0);
             let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
@@ -655,6 +631,7 @@ fn packed_row_chunks_match_reference() {
             let src = Tensor::from_f32(gpu, &[n, k], DType::F16, &values).unwrap();
             let out = Tensor::empty(gpu, &[n, k], dtype).unwrap();
             let op = quantize(gpu, &src, &out).unwrap();
+            let limit = gpu.info().max_binding_bytes;
             assert!(op.labels().len() >= src.byte_size().div_ceil(limit) as usize, "{case}: quantize chunks");
             run(gpu, &op);
             let got = data_words(dtype, &out.to_words(gpu).unwrap(), n * k);

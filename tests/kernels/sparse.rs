@@ -13,15 +13,13 @@
 //! that lies on a rounding boundary (the GPU may round it the other way), one step of x times
 //! the term (as tests/kernels/quant.rs does for Q4).
 
-use std::sync::OnceLock;
-
 use shaderlm_engine::dtype::{self as packing, dequantize, pack_s24_f16, pack_s24_q4};
 use shaderlm_engine::kernels::matmul::matmul;
 use shaderlm_engine::kernels::matvec::{
     matvec, matvec_accumulate, matvec_quant_accumulate_with, matvec_quant_with, matvec_with, MatvecConfig,
     QuantMatvecConfig, QuantPath, MAX_S24_ROWS,
 };
-use shaderlm_engine::{reference, DType, Error, Gpu, GpuOptions, Tensor};
+use shaderlm_engine::{reference, DType, Error, Gpu, Tensor};
 
 use crate::common::*;
 use crate::matvec::{assert_close_to_scale, SUM_ATOL, SUM_RTOL};
@@ -390,37 +388,15 @@ fn sparse_tensors_upload_from_f32() {
 
 // ---- row chunks -----------------------------------------------------------------------------
 
-/// The adapter with storage bindings capped at 64 KiB (fast and portable).
-fn small_binding_gpus() -> &'static [Gpu] {
-    static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
-    GPUS.get_or_init(|| {
-        let fast = GpuOptions { max_binding_bytes: Some(64 << 10), ..Default::default() };
-        let portable = GpuOptions { subgroups: false, shader_f16: false, cooperative_matrix: false, ..fast.clone() };
-        vec![Gpu::with_options(fast).unwrap(), Gpu::with_options(portable).unwrap()]
-    })
-}
-
 /// A sparse weight larger than one binding: its chunks tile the rows with aligned values and
 /// meta, and matvec, matvec_accumulate and matmul over chunks match the reference.
 #[test]
 fn sparse_row_chunks_match_reference() {
     for gpu in small_binding_gpus() {
-        let (limit, align) = (gpu.info().max_binding_bytes, gpu.info().binding_alignment);
         for (dtype, n, k) in [(DType::S24F16, 301, 1024), (DType::S24Q4, 601, 1024)] {
             let case = format!("chunks of [{n}, {k}] {dtype} [{}]", path(gpu));
             let (w, deq, terms) = sparse_weight(gpu, dtype, n, k, 9);
-            let chunks = w.row_chunks(gpu).unwrap();
-            assert!(chunks.len() > 1, "{case}: split");
-            let mut next = 0;
-            for (first, c) in &chunks {
-                assert_eq!(*first, next, "{case}: contiguous");
-                assert!(dtype.quant_bytes(c.numel()) <= limit, "{case}: values fit");
-                assert_eq!(c.offset(), dtype.quant_bytes(first * k), "{case}: values of the first row");
-                assert_eq!(c.scales_offset(), dtype.scales_offset(n * k) + dtype.scale_bytes(first * k));
-                assert_eq!((c.offset() % align, c.scales_offset() % align), (0, 0), "{case}: aligned");
-                next += c.shape()[0];
-            }
-            assert_eq!(next, n, "{case}: every row");
+            let chunks = assert_packed_chunks_tile(&case, gpu, &w, n, k);
 
             let xs = Rng::new(5).vec(k, 1.0);
             let x = Tensor::from_f32(gpu, &[k], DType::F32, &xs).unwrap();
