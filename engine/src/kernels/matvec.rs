@@ -366,9 +366,8 @@ fn matvec_packed(
         if config.path == QuantPath::Float {
             constants.push(("S24Q4", (w.dtype() == DType::S24Q4) as u8 as f64));
         }
-    } else if w.dtype() != DType::Q8 {
-        // Quant words per scale group: 32 elements per word.
-        constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
+    } else {
+        constants.extend(super::q4_group_words(w.dtype()));
     }
     let mut dispatches = Vec::new();
     for (first_row, chunk) in w.row_chunks(gpu)? {

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::{Gpu, Tensor};
+use crate::{DType, Gpu, Tensor};
 
 pub mod add;
 pub mod argmax;
@@ -229,6 +229,12 @@ pub(crate) fn dispatch(
     let rows = x.div_ceil(max);
     let workgroups = [x.div_ceil(rows), rows, z];
     Ok(Dispatch { label: shader.name.to_string(), pipeline, bind_group, workgroups, bytes })
+}
+
+/// The `GROUP_WORDS` override of the Q4 kernels (quant words per scale group, 32 elements a
+/// word: 1 for Q4, 4 for Q4G128); `None` for any other dtype.
+pub(crate) fn q4_group_words(dtype: DType) -> Option<(&'static str, f64)> {
+    matches!(dtype, DType::Q4 | DType::Q4G128).then(|| ("GROUP_WORDS", (dtype.group().unwrap_or(32) / 32) as f64))
 }
 
 /// Checks that `t` has exactly `expected` as its shape.

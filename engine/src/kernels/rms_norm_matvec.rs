@@ -155,10 +155,7 @@ pub(crate) fn packed_dispatch(
     let shader = shaders[(w.dtype() != DType::Q8) as usize];
     let mut constants =
         vec![("WORKGROUP_SIZE", config.workgroup_size as f64), ("ROWS", rows_per_workgroup as f64)];
-    if w.dtype() != DType::Q8 {
-        // Quant words per scale group: 32 elements per word.
-        constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
-    }
+    constants.extend(super::q4_group_words(w.dtype()));
     let groups = (outputs as u32).div_ceil(rows_per_workgroup);
     let binds = [
         Bind::Quants(w),

@@ -124,37 +124,21 @@ pub fn rms_norm_matvec_rope_kv_cache(
     let uniform = gpu.uniform(OP, &params);
     let groups = (rows / ROWS) as u32;
     let cache_f16 = ("CACHE_F16", (k_cache.dtype() == DType::F16) as u8 as f64);
-    if w.dtype().is_packed() {
+    let packed = w.dtype().is_packed();
+    let (shader, constants) = if packed {
         let shader = if w.dtype() == DType::Q8 { &Q8_DOT4 } else { &Q4_DOT4 };
         let threads = QuantMatvecConfig::for_weight(gpu, w).workgroup_size;
         let mut constants = vec![("WORKGROUP_SIZE", threads as f64), cache_f16];
-        if w.dtype() != DType::Q8 {
-            // Quant words per scale group: 32 elements per word.
-            constants.push(("GROUP_WORDS", (w.dtype().group().unwrap_or(32) / 32) as f64));
-        }
-        let binds = [
-            Bind::Quants(w),
-            Bind::Scales(w),
-            Bind::Tensor(x),
-            Bind::Tensor(g),
-            Bind::Tensor(inv_freq),
-            Bind::Tensor(pos),
-            Bind::Tensor(q),
-            Bind::Tensor(k_cache),
-            Bind::Tensor(v_cache),
-            Bind::Uniform(&uniform),
-        ];
-        let d = dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?;
-        return Ok(Op { dispatches: vec![d] });
-    }
-    let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
-    let constants = [
-        ("WORKGROUP_SIZE", MatvecConfig::for_gpu(gpu).workgroup_size as f64),
-        ("W_F16", (w.dtype() == DType::F16) as u8 as f64),
-        cache_f16,
-    ];
-    let binds = [
-        Bind::Tensor(w),
+        constants.extend(super::q4_group_words(w.dtype()));
+        (shader, constants)
+    } else {
+        let shader = if gpu.info().features.subgroups { &SUBGROUP } else { &PORTABLE };
+        let threads = MatvecConfig::for_gpu(gpu).workgroup_size;
+        (shader, vec![("WORKGROUP_SIZE", threads as f64), ("W_F16", (w.dtype() == DType::F16) as u8 as f64), cache_f16])
+    };
+    // A packed weight binds its quants and scales, a float one its values; the rest is shared.
+    let mut binds = if packed { vec![Bind::Quants(w), Bind::Scales(w)] } else { vec![Bind::Tensor(w)] };
+    binds.extend([
         Bind::Tensor(x),
         Bind::Tensor(g),
         Bind::Tensor(inv_freq),
@@ -163,7 +147,7 @@ pub fn rms_norm_matvec_rope_kv_cache(
         Bind::Tensor(k_cache),
         Bind::Tensor(v_cache),
         Bind::Uniform(&uniform),
-    ];
+    ]);
     let d = dispatch(gpu, OP, shader, &constants, &binds, [groups, 1, 1])?;
     Ok(Op { dispatches: vec![d] })
 }
