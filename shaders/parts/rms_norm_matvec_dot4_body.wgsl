@@ -24,6 +24,9 @@
 // one storage binding, the subgroup feature. Fuses rms_norm and the dequantizing matvec.
 // Reference: reference::matvec::round_x_int8 of x * g, then as matvec_q8_dot4.wgsl, times
 // inv_rms (the tests compare with rms_norm then the Dot4 matvec's reference).
+
+// The x blocks: x * g, rounded by the format part.
+// include: dot4_norm_x
 struct Params {
     rows: u32,        // rows of W (all in one binding)
     k: u32,           // elements per row (= length of x)

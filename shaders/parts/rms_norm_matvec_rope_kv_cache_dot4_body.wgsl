@@ -28,6 +28,9 @@
 // the weight within one storage binding, full rotary, the subgroup feature.
 // Fuses rms_norm, the dequantizing matvec and rope_kv_cache (the tests compare with rms_norm,
 // the Dot4 matvec's reference and reference::rope_kv_cache::rope_kv_cache).
+
+// The x blocks: x * g, rounded by the format part.
+// include: dot4_norm_x
 struct Params {
     k: u32,          // elements per row (= length of x)
     row_words: u32,  // vec4 quant words per row: k / 16 (Q8) or k / 32 (Q4)

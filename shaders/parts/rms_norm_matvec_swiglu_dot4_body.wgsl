@@ -27,6 +27,9 @@
 // one storage binding, the subgroup feature. Fuses rms_norm, the dequantizing matvec and swiglu.
 // Reference: rms_norm, then the Dot4 matvec's reference (reference::matvec::round_x_int8 ...),
 // then reference::swiglu (the tests compare with those).
+
+// The x blocks: x * g, rounded by the format part.
+// include: dot4_norm_x
 struct Params {
     n: u32,           // outputs: half the rows of W (all in one binding)
     k: u32,           // elements per row (= length of x)

@@ -78,6 +78,8 @@ const PARTS: &[(&str, &str)] = &[
     ("matvec_batch_body", include_str!("../../../shaders/parts/matvec_batch_body.wgsl")),
     ("dot4_q8", include_str!("../../../shaders/parts/dot4_q8.wgsl")),
     ("dot4_q4", include_str!("../../../shaders/parts/dot4_q4.wgsl")),
+    ("dot4_norm_x", include_str!("../../../shaders/parts/dot4_norm_x.wgsl")),
+    ("matvec_dot4_body", include_str!("../../../shaders/parts/matvec_dot4_body.wgsl")),
     ("rms_norm_matvec_dot4_body", include_str!("../../../shaders/parts/rms_norm_matvec_dot4_body.wgsl")),
     ("rms_norm_matvec_swiglu_dot4_body", include_str!("../../../shaders/parts/rms_norm_matvec_swiglu_dot4_body.wgsl")),
     ("rms_norm_matvec_rope_kv_cache_dot4_body", include_str!("../../../shaders/parts/rms_norm_matvec_rope_kv_cache_dot4_body.wgsl")),
